@@ -1,0 +1,107 @@
+import { existsSync, readFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
+import { resolve } from 'node:path'
+import { parseEnv } from 'node:util'
+
+/** Everything the server and its workers can be told, read once from the environment. */
+export interface Config {
+  /** TCP port of the HTTP server. */
+  readonly port: number
+  /** Interface the HTTP server binds to; loopback unless told otherwise. */
+  readonly host: string
+  /** Path of the SQLite database file; its folder is created if missing. */
+  readonly dbPath: string
+  /** Most workers computing at once (forked by this server or adopted from a previous one). */
+  readonly maxConcurrency: number
+  /** Most jobs waiting in `pending`; submissions beyond it get 429. */
+  readonly maxPending: number
+  /** Attempts a job gets before a lost worker makes it `failed`. */
+  readonly maxAttempts: number
+  /** pino level. */
+  readonly logLevel: string
+  /** File the log is appended to; stdout when absent. */
+  readonly logFile: string | undefined
+  /** How often a worker writes its heartbeat and progress (ms). */
+  readonly heartbeatMs: number
+  /** A running job whose heartbeat is older than this is taken as lost (ms). */
+  readonly leaseMs: number
+  /** Least time between two checkpoints of one worker (ms). */
+  readonly checkpointMs: number
+  /** How long a worker gets to obey a cancel, timeout or release before it is killed (ms). */
+  readonly stopGraceMs: number
+  /** How long a graceful shutdown waits for workers to checkpoint and release their jobs (ms). */
+  readonly shutdownGraceMs: number
+  /** Run-time limit of a job that sets none, in seconds; 0 means no limit. */
+  readonly defaultTimeoutSeconds: number
+  /** Keep one booted worker waiting for the next job, so a submit does not wait for a boot. */
+  readonly warmSpare: boolean
+  /** Niceness added to workers so the HTTP server stays responsive while they compute. */
+  readonly workerNice: number
+  /** Bearer token required by mutating routes; no auth when absent. */
+  readonly apiToken: string | undefined
+  /** Most POST requests one client may make per minute. */
+  readonly rateLimitMax: number
+  /** Finished jobs older than this many days are purged; 0 keeps them forever. */
+  readonly retentionDays: number
+}
+
+/** Thrown for an invalid setting; the message names the variable and what it accepts. */
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+type Env = Record<string, string | undefined>
+
+function int (env: Env, key: string, fallback: number, min: number, max: number): number {
+  const raw = env[key]
+  if (raw === undefined || raw.trim() === '') return fallback
+  if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(`${key} must be an integer, got "${raw}"`)
+  const value = Number(raw)
+  if (value < min || value > max) throw new ConfigError(`${key} must be between ${min} and ${max}, got ${value}`)
+  return value
+}
+
+function bool (env: Env, key: string, fallback: boolean): boolean {
+  const raw = env[key]?.trim().toLowerCase()
+  if (raw === undefined || raw === '') return fallback
+  if (['1', 'true', 'yes', 'on'].includes(raw)) return true
+  if (['0', 'false', 'no', 'off'].includes(raw)) return false
+  throw new ConfigError(`${key} must be true or false, got "${env[key]}"`)
+}
+
+const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+
+/**
+ * Reads and validates the configuration. Variables already in `env` win over the `.env` file in the
+ * working directory (Node's own parser reads it). Throws ConfigError on the first invalid value.
+ */
+export function loadConfig (env: Env = process.env, envFile: string | null = '.env'): Config {
+  const merged: Env = { ...(envFile && existsSync(envFile) ? parseEnv(readFileSync(envFile, 'utf8')) : {}), ...env }
+  const logLevel = (merged.LOG_LEVEL ?? 'info').trim() || 'info'
+  if (!LEVELS.includes(logLevel)) throw new ConfigError(`LOG_LEVEL must be one of ${LEVELS.join(', ')}, got "${logLevel}"`)
+  const host = (merged.HOST ?? '127.0.0.1').trim() || '127.0.0.1'
+  const heartbeatMs = int(merged, 'HEARTBEAT_MS', 1000, 50, 60_000)
+  const leaseMs = int(merged, 'LEASE_MS', 10_000, 500, 3_600_000)
+  if (leaseMs < 2 * heartbeatMs) throw new ConfigError(`LEASE_MS (${leaseMs}) must be at least twice HEARTBEAT_MS (${heartbeatMs})`)
+  return Object.freeze({
+    port: int(merged, 'PORT', 3000, 0, 65535),
+    host,
+    dbPath: resolve(merged.DB_PATH?.trim() || './data/nonstop.db'),
+    maxConcurrency: int(merged, 'MAX_CONCURRENCY', availableParallelism(), 1, 256),
+    maxPending: int(merged, 'MAX_PENDING', 10_000, 1, 10_000_000),
+    maxAttempts: int(merged, 'MAX_ATTEMPTS', 3, 1, 100),
+    logLevel,
+    logFile: merged.LOG_FILE?.trim() || undefined,
+    heartbeatMs,
+    leaseMs,
+    checkpointMs: int(merged, 'CHECKPOINT_MS', 2000, 0, 3_600_000),
+    stopGraceMs: int(merged, 'STOP_GRACE_MS', 3000, 100, 600_000),
+    shutdownGraceMs: int(merged, 'SHUTDOWN_GRACE_MS', 5000, 100, 600_000),
+    defaultTimeoutSeconds: int(merged, 'JOB_TIMEOUT_SECONDS', 0, 0, 31_536_000),
+    warmSpare: bool(merged, 'WARM_SPARE', true),
+    workerNice: int(merged, 'WORKER_NICE', 10, 0, 19),
+    apiToken: merged.API_TOKEN?.trim() || undefined,
+    rateLimitMax: int(merged, 'RATE_LIMIT_MAX', 600, 1, 1_000_000),
+    retentionDays: int(merged, 'RETENTION_DAYS', 30, 0, 36_500)
+  })
+}

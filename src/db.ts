@@ -1,0 +1,62 @@
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs'
+import { dirname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import Database from 'better-sqlite3'
+
+export type Db = Database.Database
+
+/** Folder of the numbered migrations, the same relative path from src/ and from dist/. */
+export const MIGRATIONS_DIR = fileURLToPath(new URL('../migrations/', import.meta.url))
+
+/**
+ * Opens the database the way every process must: WAL so readers never wait for the writer, a busy timeout
+ * so concurrent writers queue instead of failing with SQLITE_BUSY, foreign keys on.
+ */
+export function openDb (path: string): Db {
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
+  const db = new Database(path)
+  db.pragma('journal_mode = WAL')
+  db.pragma('busy_timeout = 10000')
+  db.pragma('synchronous = NORMAL')
+  db.pragma('foreign_keys = ON')
+  return db
+}
+
+/** A migration file: `NNN_name.sql`, applied in number order. */
+interface Migration { version: number, name: string, sql: string }
+
+function readMigrations (dir: string): Migration[] {
+  return readdirSync(dir)
+    .filter((f) => /^\d{3}_[\w-]+\.sql$/.test(f))
+    .sort()
+    .map((f) => ({ version: Number(f.slice(0, 3)), name: f, sql: readFileSync(`${dir}/${f}`, 'utf8') }))
+}
+
+/** Schema version the code in this checkout expects (the highest migration number). */
+export function latestSchemaVersion (dir = MIGRATIONS_DIR): number {
+  return readMigrations(dir).at(-1)?.version ?? 0
+}
+
+/**
+ * Applies the migrations newer than the database's `user_version`, each in its own transaction that also sets
+ * `user_version`, so a failed file rolls back whole. Running it again is a no-op. Refuses a database whose
+ * schema is newer than this code. Returns the versions applied.
+ */
+export function migrate (db: Db, dir = MIGRATIONS_DIR): number[] {
+  const current = db.pragma('user_version', { simple: true }) as number
+  const migrations = readMigrations(dir)
+  const latest = migrations.at(-1)?.version ?? 0
+  if (current > latest) {
+    throw new Error(`database schema version ${current} is newer than this code knows (${latest}); upgrade nonstop`)
+  }
+  const applied: number[] = []
+  for (const m of migrations) {
+    if (m.version <= current) continue
+    db.transaction(() => {
+      db.exec(m.sql)
+      db.pragma(`user_version = ${m.version}`)
+    }).immediate()
+    applied.push(m.version)
+  }
+  return applied
+}

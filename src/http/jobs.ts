@@ -1,0 +1,116 @@
+import { randomInt } from 'node:crypto'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { FastifyPluginAsync } from 'fastify'
+import type { Config } from '../config.js'
+import type { Scheduler } from '../jobs/scheduler.js'
+import { type JobStore, toJob } from '../jobs/store.js'
+import { ErrorReply, IdParams, JobList, JobSchema, ListQuery, SubmitBody, SubmitHeaders } from './schemas.js'
+
+/** What the job routes need. */
+export interface JobRoutesOptions {
+  store: JobStore
+  scheduler: Pick<Scheduler, 'wake'>
+  config: Pick<Config, 'maxPending' | 'defaultTimeoutSeconds'>
+}
+
+const errors = { 400: ErrorReply, 404: ErrorReply, 409: ErrorReply }
+
+/** /api/jobs: submit, list, read, cancel, retry, delete. */
+export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (instance, { store, scheduler, config }) => {
+  const app = instance.withTypeProvider<TypeBoxTypeProvider>()
+
+  app.post('/api/jobs', {
+    schema: {
+      summary: 'Submit a job',
+      description: 'Inserts a pending job; the scheduler starts it when a worker is free. A repeated Idempotency-Key returns the job it created (200).',
+      tags: ['jobs'],
+      body: SubmitBody,
+      headers: SubmitHeaders,
+      response: { 200: JobSchema, 201: JobSchema, 400: ErrorReply, 429: ErrorReply }
+    }
+  }, async (req, reply) => {
+    const body = req.body
+    const timeoutSeconds = body.timeoutSeconds ?? (config.defaultTimeoutSeconds || null)
+    const { row, created } = store.submit({
+      type: body.type ?? 'lyapunov',
+      name: body.name ?? null,
+      params: { n: body.n, steps: body.steps, seed: body.seed ?? randomInt(0, 2 ** 32) },
+      priority: body.priority ?? 0,
+      timeoutMs: timeoutSeconds === null ? null : timeoutSeconds * 1000,
+      idempotencyKey: req.headers['idempotency-key'] ?? null,
+      retryOf: null
+    }, config.maxPending)
+    reply.header('location', `/api/jobs/${row.id}`)
+    if (!created) return reply.code(200).send(toJob(row))
+    req.log.info({ jobId: row.id, event: 'submitted', params: JSON.parse(row.params), priority: row.priority }, 'job submitted')
+    scheduler.wake()
+    return reply.code(201).send(toJob(row))
+  })
+
+  app.get('/api/jobs', {
+    schema: {
+      summary: 'List jobs, newest first',
+      description: 'Pages with `limit` and `cursor` (the previous page\'s nextCursor); filter with `status`.',
+      tags: ['jobs'],
+      querystring: ListQuery,
+      response: { 200: JobList, 400: ErrorReply }
+    }
+  }, async (req) => {
+    const page = store.list(req.query)
+    return { jobs: page.jobs.map(toJob), nextCursor: page.nextCursor }
+  })
+
+  app.get('/api/jobs/:id', {
+    schema: { summary: 'Read a job', tags: ['jobs'], params: IdParams, response: { 200: JobSchema, ...errors } }
+  }, async (req, reply) => {
+    const row = store.get(req.params.id)
+    if (!row) return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `job ${req.params.id} not found` })
+    return toJob(row)
+  })
+
+  app.post('/api/jobs/:id/cancel', {
+    schema: {
+      summary: 'Cancel a job',
+      description: 'A pending job is canceled at once; a running one is asked to stop and ends canceled within a few seconds. 409 if already finished.',
+      tags: ['jobs'],
+      params: IdParams,
+      response: { 200: JobSchema, ...errors }
+    }
+  }, async (req) => {
+    const row = store.cancel(req.params.id)
+    req.log.info({ jobId: row.id, event: row.status === 'canceled' ? 'canceled' : 'cancel-requested' }, 'job cancel requested')
+    scheduler.wake()
+    return toJob(row)
+  })
+
+  app.post('/api/jobs/:id/retry', {
+    schema: {
+      summary: 'Retry a failed or canceled job',
+      description: 'Creates a new pending job with the same parameters (retryOf points back). 409 for jobs that did not fail or were not canceled.',
+      tags: ['jobs'],
+      params: IdParams,
+      response: { 201: JobSchema, ...errors, 429: ErrorReply }
+    }
+  }, async (req, reply) => {
+    const row = store.retry(req.params.id, config.maxPending)
+    req.log.info({ jobId: row.id, retryOf: req.params.id, event: 'submitted' }, 'job submitted (retry)')
+    scheduler.wake()
+    return reply.code(201).header('location', `/api/jobs/${row.id}`).send(toJob(row))
+  })
+
+  app.delete('/api/jobs/:id', {
+    schema: {
+      summary: 'Delete a finished job',
+      description: 'Removes the job and everything stored for it. 409 while it is pending or running (cancel it first).',
+      tags: ['jobs'],
+      params: IdParams,
+      response: { 204: Type204, ...errors }
+    }
+  }, async (req, reply) => {
+    store.remove(req.params.id)
+    req.log.info({ jobId: req.params.id, event: 'deleted' }, 'job deleted')
+    return reply.code(204).send(null)
+  })
+}
+
+const Type204 = { type: 'null', description: 'deleted' } as const

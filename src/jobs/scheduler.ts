@@ -1,0 +1,249 @@
+import { type ChildProcess, fork } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { fileURLToPath } from 'node:url'
+import type { Config } from '../config.js'
+import type { Logger } from '../log.js'
+import type { JobStore } from './store.js'
+import { type JobRow, WORKER_ENV } from './types.js'
+
+/** The worker entry beside this module, with the extension this process runs (.ts under tests, .js in dist/). */
+export const WORKER_ENTRY = fileURLToPath(new URL(`./worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url))
+
+/** How often the scheduler looks at the table even when nothing told it to. */
+const TICK_MS = 250
+
+/** A worker process this server forked. */
+interface Child {
+  token: string
+  process: ChildProcess
+  forkedAt: number
+  /** Job and lease it was given; unset while it waits as the spare. */
+  jobId?: number
+  lease?: number
+}
+
+/** Counters the scheduler keeps for metrics and tests. */
+export interface SchedulerStats {
+  forks: number
+  lost: number
+  requeued: number
+  killed: number
+}
+
+export interface SchedulerOptions {
+  store: JobStore
+  config: Config
+  log: Logger
+  /** Worker script to fork; defaults to the sibling worker module. */
+  workerEntry?: string
+}
+
+export type Scheduler = ReturnType<typeof createScheduler>
+
+/**
+ * Starts jobs and watches them. At most MAX_CONCURRENCY jobs run at once, counted from the table, so workers
+ * adopted from a previous server count too. It forks one process per job (plus, optionally, one booted spare
+ * waiting for the next job), tells it its job only by writing the claim into SQLite, and sees every end:
+ * the exit of its own children, and for any worker a heartbeat older than the lease.
+ */
+export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTRY }: SchedulerOptions) {
+  const children = new Map<string, Child>()
+  const stats: SchedulerStats = { forks: 0, lost: 0, requeued: 0, killed: 0 }
+  let spare: Child | null = null
+  let timer: NodeJS.Timeout | null = null
+  let queued = false
+  let stopping = false
+
+  function spawnWorker (): Child {
+    const token = randomBytes(8).toString('hex')
+    const child = fork(workerEntry, [token], {
+      env: {
+        ...process.env,
+        [WORKER_ENV.dbPath]: config.dbPath,
+        [WORKER_ENV.heartbeatMs]: String(config.heartbeatMs),
+        [WORKER_ENV.checkpointMs]: String(config.checkpointMs),
+        [WORKER_ENV.nice]: String(config.workerNice),
+        LOG_LEVEL: config.logLevel,
+        LOG_FILE: config.logFile ?? ''
+      },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc']
+    })
+    const entry: Child = { token, process: child, forkedAt: Date.now() }
+    children.set(token, entry)
+    stats.forks++
+    child.on('error', (err) => log.error({ err, worker: token }, 'worker process error'))
+    child.on('exit', (code, signal) => onExit(entry, code, signal))
+    return entry
+  }
+
+  function onExit (child: Child, code: number | null, signal: NodeJS.Signals | null): void {
+    children.delete(child.token)
+    if (spare === child) spare = null
+    if (child.jobId !== undefined && child.lease !== undefined) {
+      const row = store.get(child.jobId)
+      if (row && row.status === 'running' && row.lease === child.lease) {
+        // The worker left without writing an end: settle what was asked of it, or count the attempt as lost.
+        if (row.stop_request) settle(row, `worker stopped (${signal ?? `code ${code}`})`)
+        else lose(row, signal ? `worker killed by ${signal}` : `worker exited with code ${code}`)
+      }
+    } else if (!stopping && (code !== 0 || signal)) {
+      log.warn({ worker: child.token, code, signal }, 'idle worker exited')
+    }
+    wake()
+  }
+
+  function settle (row: JobRow, why: string): void {
+    if (!row.stop_request || !store.settleStop(row.id, row.lease, row.stop_request)) return
+    const event = row.stop_request === 'release' ? 'released' : row.stop_request === 'cancel' ? 'canceled' : 'failed'
+    log.info({ jobId: row.id, event, reason: row.stop_request, why }, `job ${event}`)
+  }
+
+  function lose (row: JobRow, reason: string): void {
+    const outcome = store.markLost(row.id, row.lease, reason, config.maxAttempts)
+    if (outcome === 'gone') return
+    stats.lost++
+    if (outcome === 'requeued') stats.requeued++
+    const checkpoint = store.checkpointInfo(row.id)
+    const fields = { jobId: row.id, attempt: row.attempts, pid: row.pid, reason, resumeFromStep: checkpoint?.step ?? 0 }
+    if (outcome === 'failed') log.error({ ...fields, event: 'failed' }, 'job failed: no attempts left')
+    else log.warn({ ...fields, event: 'requeued' }, 'job lost its worker; back to pending')
+  }
+
+  function kill (row: JobRow): void {
+    const own = row.worker ? children.get(row.worker) : undefined
+    const pid = own?.process.pid ?? row.pid
+    if (!pid) return
+    try {
+      process.kill(pid, 'SIGKILL')
+      stats.killed++
+    } catch {
+      // Already gone.
+    }
+  }
+
+  const alive = (pid: number): boolean => {
+    try {
+      process.kill(pid, 0)
+      return true
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === 'EPERM'
+    }
+  }
+
+  /** One pass: timeouts, overdue stops, lost leases, then new claims. */
+  function tick (): void {
+    queued = false
+    if (stopping) return
+    const now = Date.now()
+    store.flagTimeouts()
+    let running = 0
+    for (const row of store.running()) {
+      const own = row.worker ? children.get(row.worker) : undefined
+      if (row.stop_request && row.stop_requested_at !== null && now - row.stop_requested_at > config.stopGraceMs) {
+        // Asked to stop and did not: kill, then settle here (an adopted worker has no exit event for us).
+        kill(row)
+        settle(row, 'worker did not stop in time and was killed')
+        continue
+      }
+      const stale = row.heartbeat_at === null || now - row.heartbeat_at > config.leaseMs
+      if (stale) {
+        // A live worker beats every HEARTBEAT_MS between blocks of work, however long the job; silence past
+        // the lease means dead or frozen. A frozen one that wakes finds its lease gone and writes nothing.
+        lose(row, `no heartbeat for ${Math.round((now - (row.heartbeat_at ?? 0)) / 1000)} s (worker pid ${row.pid ?? 'unknown'})`)
+        continue
+      }
+      if (!own && row.pid !== null && !alive(row.pid)) {
+        lose(row, `worker pid ${row.pid} is gone`)
+        continue
+      }
+      running++
+    }
+    for (let free = config.maxConcurrency - running; free > 0; free--) {
+      const worker = spare ?? spawnWorker()
+      const row = store.claimNext(worker.token)
+      if (!row) {
+        spare = worker
+        break
+      }
+      if (spare === worker) spare = null
+      worker.jobId = row.id
+      worker.lease = row.lease
+      log.info({ jobId: row.id, event: 'claimed', attempt: row.attempts, worker: worker.token, pid: worker.process.pid }, 'job claimed')
+    }
+    if (config.warmSpare && !spare) spare = spawnWorker()
+  }
+
+  /** Runs a tick soon, once, however many times it is called meanwhile. */
+  function wake (): void {
+    if (queued || stopping) return
+    queued = true
+    setImmediate(safeTick)
+  }
+
+  function safeTick (): void {
+    try {
+      tick()
+    } catch (err) {
+      log.error({ err }, 'scheduler tick failed')
+    }
+  }
+
+  const waitFor = async (done: () => boolean, ms: number): Promise<boolean> => {
+    const until = Date.now() + ms
+    while (!done()) {
+      if (Date.now() > until) return false
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    return true
+  }
+
+  return {
+    stats,
+    /** Adopts what a previous server left running, then starts scheduling. */
+    start (): void {
+      const running = store.running()
+      if (running.length > 0) log.info({ jobs: running.map((r) => r.id) }, 'found running jobs from a previous server; adopting them')
+      timer = setInterval(safeTick, TICK_MS)
+      timer.unref()
+      wake()
+    },
+
+    /** Something changed (a submit, a cancel): look now rather than at the next tick. */
+    wake,
+
+    /** Pids of the worker processes this server forked and that have not exited. */
+    childPids (): number[] {
+      return [...children.values()].map((c) => c.process.pid).filter((p): p is number => p !== undefined)
+    },
+
+    /** Whether the spare is forked (booted or booting). */
+    hasSpare (): boolean {
+      return spare !== null
+    },
+
+    /**
+     * Graceful stop: no new claims, every running worker asked to checkpoint and give its job back, and any
+     * worker still there after SHUTDOWN_GRACE_MS killed with its job released here. Leaves no child behind.
+     */
+    async stop (): Promise<void> {
+      if (stopping) return
+      stopping = true
+      if (timer) clearInterval(timer)
+      spare?.process.kill('SIGTERM')
+      const running = store.running()
+      for (const row of running) store.requestStop(row.id, 'release')
+      const released = await waitFor(() => store.running().length === 0, config.shutdownGraceMs)
+      if (!released) {
+        for (const row of store.running()) {
+          kill(row)
+          if (store.settleStop(row.id, row.lease, row.stop_request ?? 'release')) {
+            log.warn({ jobId: row.id }, 'worker did not release its job in time; killed, job back to pending')
+          }
+        }
+      }
+      for (const child of children.values()) child.process.kill('SIGKILL')
+      await waitFor(() => children.size === 0, 2000)
+      log.info({ released: running.map((r) => r.id) }, 'scheduler stopped')
+    }
+  }
+}

@@ -1,0 +1,329 @@
+import type { Db } from '../db.js'
+import { ConflictError, NotFoundError, QueueFullError } from '../errors.js'
+import type { Checkpoint, Job, JobRow, JobStatus, NewJob, StopRequest } from './types.js'
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString())
+
+/** The one conversion from a stored row to the API's job object. */
+export function toJob (row: JobRow): Job {
+  return {
+    id: row.id,
+    type: row.type,
+    name: row.name,
+    status: row.status,
+    progress: row.progress,
+    step: row.step,
+    steps: row.steps,
+    params: JSON.parse(row.params),
+    priority: row.priority,
+    result: row.result === null ? null : JSON.parse(row.result),
+    error: row.error,
+    attempts: row.attempts,
+    pid: row.pid,
+    timeoutSeconds: row.timeout_ms === null ? null : row.timeout_ms / 1000,
+    retryOf: row.retry_of,
+    cancelRequested: row.stop_request === 'cancel',
+    createdAt: iso(row.created_at) as string,
+    startedAt: iso(row.started_at),
+    finishedAt: iso(row.finished_at),
+    updatedAt: iso(row.updated_at) as string,
+    heartbeatAt: iso(row.heartbeat_at)
+  }
+}
+
+/** A page of jobs, newest first; pass `nextCursor` back as `cursor` for the following page. */
+export interface JobPage { jobs: JobRow[], nextCursor: number | null }
+
+/** The result of a submit: the job, and whether this call created it (false for a repeated idempotency key). */
+export interface Submitted { row: JobRow, created: boolean }
+
+/** Outcome of a fenced worker write: `lost` means the lease moved on and the worker must stop writing. */
+export type Fenced<T> = { ok: true, value: T } | { ok: false }
+
+export type JobStore = ReturnType<typeof createJobStore>
+
+/**
+ * All job SQL. Every statement is prepared once; methods are synchronous; anything that reads and then
+ * writes runs in a BEGIN IMMEDIATE transaction. Worker writes are fenced: they match on (id, lease, status
+ * 'running') and report `ok: false` when the lease has moved on.
+ */
+export function createJobStore (db: Db, clock: () => number = Date.now) {
+  const getStmt = db.prepare<[number], JobRow>('SELECT * FROM jobs WHERE id = ?')
+  const byKeyStmt = db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE idempotency_key = ?')
+  const countPendingStmt = db.prepare<[], { c: number }>("SELECT count(*) AS c FROM jobs WHERE status = 'pending'")
+  const insertStmt = db.prepare<Record<string, unknown>, JobRow>(`
+    INSERT INTO jobs (type, name, params, priority, steps, timeout_ms, idempotency_key, retry_of, created_at, updated_at)
+    VALUES (@type, @name, @params, @priority, @steps, @timeoutMs, @idempotencyKey, @retryOf, @now, @now)
+    RETURNING *`)
+  const listStmt = db.prepare<{ cursor: number, limit: number }, JobRow>(
+    'SELECT * FROM jobs WHERE id < @cursor ORDER BY id DESC LIMIT @limit')
+  const listByStatusStmt = db.prepare<{ status: string, cursor: number, limit: number }, JobRow>(
+    'SELECT * FROM jobs WHERE status = @status AND id < @cursor ORDER BY id DESC LIMIT @limit')
+  const countsStmt = db.prepare<[], { status: JobStatus, c: number }>('SELECT status, count(*) AS c FROM jobs GROUP BY status')
+  const cancelPendingStmt = db.prepare<{ id: number, now: number }>(`
+    UPDATE jobs SET status = 'canceled', finished_at = @now, updated_at = @now WHERE id = @id AND status = 'pending'`)
+  const requestStopStmt = db.prepare<{ id: number, request: StopRequest, now: number }>(`
+    UPDATE jobs SET stop_request = @request, stop_requested_at = @now, updated_at = @now
+    WHERE id = @id AND status = 'running' AND (stop_request IS NULL OR stop_request = 'release')`)
+  const deleteStmt = db.prepare<[number]>(`DELETE FROM jobs WHERE id = ? AND status IN ('done', 'failed', 'canceled')`)
+  const nextPendingStmt = db.prepare<[], JobRow>(`
+    SELECT * FROM jobs WHERE status = 'pending' ORDER BY priority DESC, id LIMIT 1`)
+  const claimStmt = db.prepare<{ id: number, worker: string, now: number }, JobRow>(`
+    UPDATE jobs SET status = 'running', lease = lease + 1, attempts = attempts + 1, worker = @worker, pid = NULL,
+      heartbeat_at = @now, stop_request = NULL, stop_requested_at = NULL,
+      started_at = coalesce(started_at, @now), updated_at = @now
+    WHERE id = @id AND status = 'pending'
+    RETURNING *`)
+  const runningStmt = db.prepare<[], JobRow>("SELECT * FROM jobs WHERE status = 'running'")
+  const assignedStmt = db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE worker = ? AND status = 'running'")
+  const beatStmt = db.prepare<{ id: number, lease: number, pid: number | null, step: number, progress: number, now: number }, { stop_request: StopRequest | null }>(`
+    UPDATE jobs SET pid = coalesce(@pid, pid), step = @step, progress = @progress, heartbeat_at = @now, updated_at = @now
+    WHERE id = @id AND lease = @lease AND status = 'running'
+    RETURNING stop_request`)
+  const saveCheckpointStmt = db.prepare<{ id: number, lease: number, step: number, state: Buffer, now: number }>(`
+    INSERT INTO checkpoints (job_id, lease, step, state, saved_at) VALUES (@id, @lease, @step, @state, @now)
+    ON CONFLICT (job_id) DO UPDATE SET lease = excluded.lease, step = excluded.step, state = excluded.state,
+      saved_at = excluded.saved_at`)
+  const loadCheckpointStmt = db.prepare<[number], { step: number, state: Buffer }>(
+    'SELECT step, state FROM checkpoints WHERE job_id = ?')
+  const checkpointStepStmt = db.prepare<[number], { step: number, saved_at: number }>(
+    'SELECT step, saved_at FROM checkpoints WHERE job_id = ?')
+  const dropCheckpointStmt = db.prepare<[number]>('DELETE FROM checkpoints WHERE job_id = ?')
+  const doneStmt = db.prepare<{ id: number, lease: number, result: string, now: number }>(`
+    UPDATE jobs SET status = 'done', result = @result, error = NULL, step = steps, progress = 100, pid = NULL,
+      stop_request = NULL, finished_at = @now, updated_at = @now
+    WHERE id = @id AND lease = @lease AND status = 'running'`)
+  const failStmt = db.prepare<{ id: number, lease: number, error: string, now: number }>(`
+    UPDATE jobs SET status = 'failed', error = @error, pid = NULL, finished_at = @now, updated_at = @now
+    WHERE id = @id AND lease = @lease AND status = 'running'`)
+  const cancelRunningStmt = db.prepare<{ id: number, lease: number, now: number }>(`
+    UPDATE jobs SET status = 'canceled', pid = NULL, finished_at = @now, updated_at = @now
+    WHERE id = @id AND lease = @lease AND status = 'running'`)
+  // A release is not the job's fault: the attempt it used is given back.
+  const releaseStmt = db.prepare<{ id: number, lease: number, now: number }>(`
+    UPDATE jobs SET status = 'pending', attempts = max(attempts - 1, 0), worker = NULL, pid = NULL,
+      stop_request = NULL, stop_requested_at = NULL, heartbeat_at = NULL, updated_at = @now
+    WHERE id = @id AND lease = @lease AND status = 'running'`)
+  const requeueStmt = db.prepare<{ id: number, lease: number, error: string, now: number }>(`
+    UPDATE jobs SET status = 'pending', error = @error, worker = NULL, pid = NULL, heartbeat_at = NULL,
+      stop_request = NULL, stop_requested_at = NULL, updated_at = @now
+    WHERE id = @id AND lease = @lease AND status = 'running'`)
+  const timeoutsStmt = db.prepare<{ now: number }>(`
+    UPDATE jobs SET stop_request = 'timeout', stop_requested_at = @now, updated_at = @now
+    WHERE status = 'running' AND timeout_ms IS NOT NULL AND started_at + timeout_ms <= @now
+      AND (stop_request IS NULL OR stop_request = 'release')`)
+  const changedStmt = db.prepare<{ since: number, limit: number }, JobRow>(
+    'SELECT * FROM jobs WHERE updated_at > @since ORDER BY updated_at, id LIMIT @limit')
+
+  const fenced = <T>(changes: number, value: T): Fenced<T> => (changes === 1 ? { ok: true, value } : { ok: false })
+
+  const insertTx = db.transaction((job: NewJob, maxPending: number): Submitted => {
+    if (job.idempotencyKey !== null) {
+      const existing = byKeyStmt.get(job.idempotencyKey)
+      if (existing) return { row: existing, created: false }
+    }
+    const { c } = countPendingStmt.get() as { c: number }
+    if (c >= maxPending) {
+      throw new QueueFullError(`the queue is full: ${c} jobs are pending (MAX_PENDING=${maxPending}); retry later`, 5)
+    }
+    const row = insertStmt.get({
+      type: job.type,
+      name: job.name,
+      params: JSON.stringify(job.params),
+      priority: job.priority,
+      steps: job.params.steps,
+      timeoutMs: job.timeoutMs,
+      idempotencyKey: job.idempotencyKey,
+      retryOf: job.retryOf,
+      now: clock()
+    }) as JobRow
+    return { row, created: true }
+  })
+
+  /** Applies what a stop request means once the worker has stopped, fenced on its lease. */
+  const settleStop = (id: number, lease: number, request: StopRequest): boolean => {
+    const now = clock()
+    if (request === 'release') return releaseStmt.run({ id, lease, now }).changes === 1
+    const changes = request === 'cancel'
+      ? cancelRunningStmt.run({ id, lease, now }).changes
+      : failStmt.run({ id, lease, error: 'timeout', now }).changes
+    if (changes === 1) dropCheckpointStmt.run(id)
+    return changes === 1
+  }
+
+  return {
+    // ---- API side -----------------------------------------------------------------------------------------
+    /** Inserts a pending job, or returns the job already stored under the same idempotency key.
+     *  Throws QueueFullError when MAX_PENDING jobs are already waiting. */
+    submit (job: NewJob, maxPending: number): Submitted {
+      return insertTx.immediate(job, maxPending)
+    },
+
+    get (id: number): JobRow | undefined {
+      return getStmt.get(id)
+    },
+
+    /** A page of jobs, newest first, optionally of one status. */
+    list (options: { status?: JobStatus, limit: number, cursor?: number }): JobPage {
+      const cursor = options.cursor ?? Number.MAX_SAFE_INTEGER
+      const limit = options.limit + 1
+      const rows = options.status
+        ? listByStatusStmt.all({ status: options.status, cursor, limit })
+        : listStmt.all({ cursor, limit })
+      const more = rows.length > options.limit
+      if (more) rows.pop()
+      return { jobs: rows, nextCursor: more ? rows[rows.length - 1].id : null }
+    },
+
+    /** Number of jobs in each status (every status present, zero when none). */
+    counts (): Record<JobStatus, number> {
+      const out: Record<JobStatus, number> = { pending: 0, running: 0, done: 0, failed: 0, canceled: 0 }
+      for (const { status, c } of countsStmt.all()) out[status] = c
+      return out
+    },
+
+    /** Cancels a pending job at once, or asks the worker of a running one to stop. */
+    cancel (id: number): JobRow {
+      return db.transaction(() => {
+        const row = getStmt.get(id)
+        if (!row) throw new NotFoundError(`job ${id} not found`)
+        const now = clock()
+        if (row.status === 'pending') cancelPendingStmt.run({ id, now })
+        else if (row.status === 'running') requestStopStmt.run({ id, request: 'cancel', now })
+        else throw new ConflictError(`job ${id} is already ${row.status}`)
+        return getStmt.get(id) as JobRow
+      }).immediate()
+    },
+
+    /** Deletes a finished job and everything that belongs to it. */
+    remove (id: number): void {
+      db.transaction(() => {
+        const row = getStmt.get(id)
+        if (!row) throw new NotFoundError(`job ${id} not found`)
+        if (deleteStmt.run(id).changes !== 1) throw new ConflictError(`job ${id} is ${row.status}; only finished jobs can be deleted`)
+        dropCheckpointStmt.run(id)
+      }).immediate()
+    },
+
+    /** A new pending job with the parameters of a failed or canceled one. */
+    retry (id: number, maxPending: number): JobRow {
+      const row = getStmt.get(id)
+      if (!row) throw new NotFoundError(`job ${id} not found`)
+      if (row.status !== 'failed' && row.status !== 'canceled') {
+        throw new ConflictError(`job ${id} is ${row.status}; only failed or canceled jobs can be retried`)
+      }
+      return insertTx.immediate({
+        type: row.type,
+        name: row.name,
+        params: JSON.parse(row.params),
+        priority: row.priority,
+        timeoutMs: row.timeout_ms,
+        idempotencyKey: null,
+        retryOf: row.id
+      }, maxPending).row
+    },
+
+    /** Rows changed after `since` (updated_at, ms), oldest change first. */
+    changedSince (since: number, limit = 500): JobRow[] {
+      return changedStmt.all({ since, limit })
+    },
+
+    // ---- scheduler side ----------------------------------------------------------------------------------
+    /** Gives the next pending job (highest priority, then oldest) to the worker `worker`; undefined if none. */
+    claimNext (worker: string): JobRow | undefined {
+      return db.transaction(() => {
+        const next = nextPendingStmt.get()
+        return next ? claimStmt.get({ id: next.id, worker, now: clock() }) : undefined
+      }).immediate()
+    },
+
+    running (): JobRow[] {
+      return runningStmt.all()
+    },
+
+    /** Asks the worker of a running job to stop; false if the job is not running. */
+    requestStop (id: number, request: StopRequest): boolean {
+      return requestStopStmt.run({ id, request, now: clock() }).changes === 1
+    },
+
+    /** Flags every running job past its run-time limit; returns how many. */
+    flagTimeouts (): number {
+      return timeoutsStmt.run({ now: clock() }).changes
+    },
+
+    /** The server's side of a stop its worker did not carry out in time (the worker was killed). */
+    settleStop,
+
+    /** A lease whose worker is gone: back to pending (resuming from its checkpoint) or, with no attempt
+     *  left, failed with the reason. Fenced: does nothing if the worker already ended the job. */
+    markLost (id: number, lease: number, reason: string, maxAttempts: number): 'requeued' | 'failed' | 'gone' {
+      return db.transaction(() => {
+        const row = getStmt.get(id)
+        if (!row || row.status !== 'running' || row.lease !== lease) return 'gone' as const
+        const now = clock()
+        if (row.attempts >= maxAttempts) {
+          failStmt.run({ id, lease, error: `${reason} (attempt ${row.attempts} of ${maxAttempts})`, now })
+          dropCheckpointStmt.run(id)
+          return 'failed' as const
+        }
+        requeueStmt.run({ id, lease, error: reason, now })
+        return 'requeued' as const
+      }).immediate()
+    },
+
+    /** Step of the saved checkpoint, if any (for logs and tests). */
+    checkpointInfo (id: number): { step: number, saved_at: number } | undefined {
+      return checkpointStepStmt.get(id)
+    },
+
+    // ---- worker side (every write fenced on the lease) ---------------------------------------------------
+    /** The job the server assigned to worker `worker`, if any yet. */
+    assigned (worker: string): JobRow | undefined {
+      return assignedStmt.get(worker)
+    },
+
+    loadCheckpoint (id: number): Checkpoint | undefined {
+      return loadCheckpointStmt.get(id)
+    },
+
+    /** Heartbeat with progress; returns the pending stop request (or null). */
+    beat (id: number, lease: number, progress: { step: number, progress: number, pid?: number }): Fenced<StopRequest | null> {
+      const row = beatStmt.get({ id, lease, pid: progress.pid ?? null, step: progress.step, progress: progress.progress, now: clock() })
+      return row ? { ok: true, value: row.stop_request } : { ok: false }
+    },
+
+    /** Heartbeat, progress and checkpoint in one transaction. */
+    saveCheckpoint (id: number, lease: number, checkpoint: Checkpoint, progress: number): Fenced<StopRequest | null> {
+      return db.transaction((): Fenced<StopRequest | null> => {
+        const now = clock()
+        const row = beatStmt.get({ id, lease, pid: null, step: checkpoint.step, progress, now })
+        if (!row) return { ok: false }
+        saveCheckpointStmt.run({ id, lease, step: checkpoint.step, state: checkpoint.state, now })
+        return { ok: true, value: row.stop_request }
+      }).immediate()
+    },
+
+    /** The job is done: result stored and checkpoint deleted, in one transaction. */
+    complete (id: number, lease: number, result: object): Fenced<void> {
+      return db.transaction(() => {
+        const changes = doneStmt.run({ id, lease, result: JSON.stringify(result), now: clock() }).changes
+        if (changes === 1) dropCheckpointStmt.run(id)
+        return fenced(changes, undefined)
+      }).immediate()
+    },
+
+    /** The job failed with `error`; no retry (the computation itself is at fault). */
+    fail (id: number, lease: number, error: string): Fenced<void> {
+      return db.transaction(() => {
+        const changes = failStmt.run({ id, lease, error, now: clock() }).changes
+        if (changes === 1) dropCheckpointStmt.run(id)
+        return fenced(changes, undefined)
+      }).immediate()
+    },
+
+    /** The worker stopped as requested: canceled, timed out, or released back to pending. */
+    stopped (id: number, lease: number, request: StopRequest): Fenced<void> {
+      return db.transaction(() => fenced(settleStop(id, lease, request) ? 1 : 0, undefined)).immediate()
+    }
+  }
+}

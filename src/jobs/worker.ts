@@ -1,0 +1,161 @@
+/**
+ * Worker process: runs exactly one job, then exits. Forked by the scheduler with a worker token; it learns
+ * which job is its own, and everything else, from SQLite only:
+ *
+ *   wait until a running row carries our token → load its checkpoint → compute in small units →
+ *   heartbeat + progress (fenced on the lease), checkpoint every CHECKPOINT_MS → result or error.
+ *
+ * Every write matches on (job id, lease). The moment one matches nothing, the job belongs to someone else
+ * (this worker was frozen past its lease and the job was taken over): the worker stops without writing.
+ *
+ * Imports only config-free modules: no HTTP, no Fastify.
+ */
+import { setPriority } from 'node:os'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { latestSchemaVersion, openDb } from '../db.js'
+import { coerceError } from '../errors.js'
+import { createLogger } from '../log.js'
+import { jobTypes } from './registry.js'
+import { createJobStore, type Fenced } from './store.js'
+import { type JobRow, type JobRun, type StopRequest, WORKER_ENV } from './types.js'
+
+
+/** How often an idle worker looks for its assignment (a cheap PRAGMA data_version when nothing changed). */
+const ASSIGNMENT_POLL_MS = 3
+/** How long computation runs between two turns of the event loop, so signals are noticed. */
+const YIELD_EVERY_MS = 50
+/** Least time between two progress lines in the log. */
+const PROGRESS_LOG_MS = 5000
+
+const token = process.argv[2]
+const env = process.env
+const log = createLogger({ logLevel: env.LOG_LEVEL || 'info', logFile: env.LOG_FILE || undefined }, { worker: token })
+
+if (!token || !env[WORKER_ENV.dbPath]) {
+  log.fatal('a worker is started by the server: worker.js <token> with NONSTOP_DB_PATH set')
+  process.exit(2)
+}
+
+const heartbeatMs = Number(env[WORKER_ENV.heartbeatMs] || 500)
+const checkpointMs = Number(env[WORKER_ENV.checkpointMs] || 2000)
+try {
+  setPriority(0, Number(env[WORKER_ENV.nice] || 0))
+} catch {
+  // Not allowed to change niceness here; computing at normal priority is still correct.
+}
+
+const db = openDb(env[WORKER_ENV.dbPath] as string)
+const schema = db.pragma('user_version', { simple: true })
+if (schema !== latestSchemaVersion()) {
+  log.fatal({ schema, expected: latestSchemaVersion() }, 'database schema does not match this worker; refusing to run')
+  process.exit(2)
+}
+const store = createJobStore(db)
+const dataVersion = db.prepare('PRAGMA data_version').pluck()
+
+// A signal (Ctrl+C reaches the whole process group, SIGTERM from a service manager) means: checkpoint, give
+// the job back, exit. The server's release request means the same.
+let signaled: NodeJS.Signals | null = null
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => { signaled = sig })
+
+// While idle, a worker exists only for its server: when the server goes, so does the spare. Once it holds a
+// job it keeps going without the server, which is what lets a restarted server adopt it.
+let idle = true
+process.on('disconnect', () => { if (idle) process.exit(0) })
+process.channel?.unref()
+
+async function waitForAssignment (): Promise<JobRow | undefined> {
+  let seen = -1
+  for (;;) {
+    if (signaled) return undefined
+    const version = dataVersion.get() as number
+    if (version !== seen) {
+      seen = version
+      const row = store.assigned(token)
+      if (row) return row
+    }
+    await sleep(ASSIGNMENT_POLL_MS)
+  }
+}
+
+type Ending = 'done' | 'failed' | 'stopped' | 'lost'
+
+async function runJob (row: JobRow): Promise<Ending> {
+  const { id, lease } = row
+  const jobLog = log.child({ jobId: id, attempt: row.attempts, lease })
+  const lost = (): Ending => {
+    jobLog.warn('job was taken over by another attempt while this worker was not heard from; stopping without writing')
+    return 'lost'
+  }
+  const first = store.beat(id, lease, { step: row.step, progress: row.progress, pid: process.pid })
+  if (!first.ok) return lost()
+
+  let run: JobRun
+  const checkpoint = store.loadCheckpoint(id)
+  try {
+    const type = jobTypes[row.type as keyof typeof jobTypes]
+    if (!type) throw new Error(`unknown job type "${row.type}"`)
+    run = type.createRun(JSON.parse(row.params), checkpoint)
+  } catch (err) {
+    const message = `cannot start: ${coerceError(err).message}`
+    jobLog.error({ err }, 'job failed')
+    return store.fail(id, lease, message).ok ? 'failed' : lost()
+  }
+  jobLog.info({ event: 'started', resumedFromStep: checkpoint?.step ?? null, steps: run.steps }, 'job started')
+
+  const progressOf = (): number => Math.round(run.fraction * 10000) / 100
+  let lastBeat = Date.now()
+  let lastCheckpoint = lastBeat
+  let lastYield = lastBeat
+  let lastLog = lastBeat
+
+  const stop = (request: StopRequest): Ending => {
+    // Give the next attempt as little to redo as possible: a checkpoint at a step boundary first.
+    if (request === 'release' && run.atStepBoundary && !run.finished) {
+      if (!store.saveCheckpoint(id, lease, run.checkpoint(), progressOf()).ok) return lost()
+    }
+    if (!store.stopped(id, lease, request).ok) return lost()
+    jobLog.info({ event: request === 'timeout' ? 'failed' : request === 'cancel' ? 'canceled' : 'released', step: run.step, reason: request }, `job ${request === 'release' ? 'released to pending' : request === 'cancel' ? 'canceled' : 'failed: timeout'}`)
+    return 'stopped'
+  }
+
+  try {
+    while (!run.finished) {
+      run.advance()
+      const now = Date.now()
+      let written: Fenced<StopRequest | null> | null = null
+      if (run.atStepBoundary && !run.finished && checkpointMs >= 0 && now - lastCheckpoint >= checkpointMs) {
+        written = store.saveCheckpoint(id, lease, run.checkpoint(), progressOf())
+        lastCheckpoint = lastBeat = now
+      } else if (now - lastBeat >= heartbeatMs) {
+        written = store.beat(id, lease, { step: run.step, progress: progressOf() })
+        lastBeat = now
+      }
+      if (written && !written.ok) return lost()
+      if (written?.value) return stop(written.value)
+      if (now - lastLog >= PROGRESS_LOG_MS) {
+        jobLog.info({ event: 'progress', step: run.step, progress: progressOf() }, 'job progress')
+        lastLog = now
+      }
+      if (now - lastYield >= YIELD_EVERY_MS) {
+        await new Promise(setImmediate)
+        lastYield = Date.now()
+        if (signaled) return stop('release')
+      }
+    }
+    const result = run.result() as { elapsedMs?: number, gflops?: number }
+    if (!store.complete(id, lease, result).ok) return lost()
+    jobLog.info({ event: 'done', elapsedMs: result.elapsedMs, gflops: result.gflops, result }, 'job done')
+    return 'done'
+  } catch (err) {
+    const error = coerceError(err)
+    jobLog.error({ err: error }, 'job failed')
+    return store.fail(id, lease, error.message).ok ? 'failed' : lost()
+  }
+}
+
+const row = await waitForAssignment()
+idle = false
+const ending = row ? await runJob(row) : 'stopped'
+db.close()
+process.exit(ending === 'failed' ? 1 : 0)
