@@ -47,6 +47,9 @@ export async function buildApp (options: AppOptions): Promise<FastifyInstance> {
     : { logger: false }
   const app = Fastify({ ...serverOptions, bodyLimit: 64 * 1024, return503OnClosing: true })
 
+  // The API speaks JSON only: anything else is 415, not a string body that fails validation further on.
+  app.removeContentTypeParser('text/plain')
+
   const ajv = validators()
   app.setValidatorCompiler(({ schema, httpPart }) => {
     const compiler = ajv[httpPart ?? 'body'] ?? ajv.body

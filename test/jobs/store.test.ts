@@ -1,0 +1,159 @@
+import t from 'tap'
+import type { NewJob } from '../../src/jobs/types.js'
+import { tmpDb } from '../fixtures/helpers.js'
+
+const job = (over: Partial<NewJob> = {}): NewJob => ({
+  type: 'lyapunov',
+  name: null,
+  params: { n: 4, steps: 3, seed: 1 },
+  priority: 0,
+  timeoutMs: null,
+  idempotencyKey: null,
+  retryOf: null,
+  ...over
+})
+
+t.test('claims go by priority, then age, and only once', async (t) => {
+  const { store } = tmpDb(t)
+  const a = store.submit(job(), 100).row
+  const b = store.submit(job({ priority: 5 }), 100).row
+  const c = store.submit(job(), 100).row
+  t.equal(store.claimNext('w1')?.id, b.id, 'highest priority first')
+  t.equal(store.claimNext('w2')?.id, a.id, 'then the oldest')
+  const third = store.claimNext('w3')
+  t.equal(third?.id, c.id, 'then the next')
+  t.equal(third?.lease, 1, 'first claim has lease 1')
+  t.equal(third?.attempts, 1, 'and counts one attempt')
+  t.equal(store.claimNext('w4'), undefined, 'nothing left to claim')
+  t.equal(store.assigned('w3')?.id, c.id, 'a worker finds its job by token')
+})
+
+t.test('worker writes are fenced on the lease', async (t) => {
+  const { store } = tmpDb(t)
+  const { row } = store.submit(job(), 100)
+  const first = store.claimNext('w1')!
+  t.same(store.beat(row.id, first.lease, { step: 1, progress: 33, pid: 123 }), { ok: true, value: null }, 'owner can beat')
+  t.equal(store.markLost(row.id, first.lease, 'test', 3), 'requeued', 'lost → pending')
+  const second = store.claimNext('w2')!
+  t.equal(second.lease, first.lease + 1, 'new claim, new lease')
+  t.equal(second.attempts, 2, 'second attempt')
+  t.same(store.beat(row.id, first.lease, { step: 2, progress: 66 }), { ok: false }, 'the old lease cannot beat')
+  t.same(store.saveCheckpoint(row.id, first.lease, { step: 2, state: Buffer.alloc(8) }, 66), { ok: false }, 'nor checkpoint')
+  t.same(store.complete(row.id, first.lease, { x: 1 }), { ok: false }, 'nor complete')
+  t.same(store.fail(row.id, first.lease, 'x'), { ok: false }, 'nor fail')
+  t.equal(store.loadCheckpoint(row.id), undefined, 'no checkpoint was written by the old lease')
+  t.equal(store.get(row.id)?.step, 1, 'the old lease moved nothing (step is still the one it wrote while it held the lease)')
+  t.same(store.complete(row.id, second.lease, { x: 2 }), { ok: true, value: undefined }, 'the live lease completes')
+  t.same(JSON.parse(store.get(row.id)!.result!), { x: 2 }, 'its result is stored')
+})
+
+t.test('checkpoints are saved with progress and deleted when the job ends', async (t) => {
+  const { store, db } = tmpDb(t)
+  const { row } = store.submit(job(), 100)
+  const claim = store.claimNext('w')!
+  const state = Buffer.from(new Float64Array([1, 2, 3]).buffer)
+  t.ok(store.saveCheckpoint(row.id, claim.lease, { step: 2, state }, 66.67).ok, 'saved')
+  t.equal(store.get(row.id)?.step, 2, 'progress saved with it')
+  t.same(store.loadCheckpoint(row.id)?.state, state, 'state round-trips')
+  store.complete(row.id, claim.lease, {})
+  t.equal(db.prepare('SELECT count(*) FROM checkpoints').pluck().get(), 0, 'checkpoint gone once done')
+})
+
+t.test('lost attempts are retried until MAX_ATTEMPTS, then the job fails with the reason', async (t) => {
+  const { store } = tmpDb(t)
+  const { row } = store.submit(job(), 100)
+  for (let i = 1; i <= 2; i++) {
+    const claim = store.claimNext('w')!
+    t.equal(store.markLost(row.id, claim.lease, `crash ${i}`, 3), 'requeued', `attempt ${i} requeued`)
+  }
+  const last = store.claimNext('w')!
+  t.equal(store.markLost(row.id, last.lease, 'worker killed by SIGKILL', 3), 'failed', 'third loss fails the job')
+  const failed = store.get(row.id)!
+  t.equal(failed.status, 'failed', 'failed')
+  t.match(failed.error, /worker killed by SIGKILL \(attempt 3 of 3\)/, 'reason kept')
+  t.equal(store.markLost(row.id, last.lease, 'again', 3), 'gone', 'a finished job is not touched again')
+})
+
+t.test('cancel, release and timeout', async (t) => {
+  const { store } = tmpDb(t)
+  const pending = store.submit(job(), 100).row
+  t.equal(store.cancel(pending.id).status, 'canceled', 'a pending job is canceled at once')
+  t.throws(() => store.cancel(pending.id), { statusCode: 409 }, 'canceling again is a conflict')
+  t.throws(() => store.cancel(999), { statusCode: 404 }, 'unknown job is 404')
+
+  const running = store.submit(job(), 100).row
+  const claim = store.claimNext('w')!
+  const asked = store.cancel(running.id)
+  t.equal(asked.status, 'running', 'a running job keeps running until its worker stops')
+  t.equal(asked.stop_request, 'cancel', 'with a cancel request')
+  t.same(store.beat(running.id, claim.lease, { step: 1, progress: 1 }), { ok: true, value: 'cancel' }, 'the worker reads it with its heartbeat')
+  t.ok(store.stopped(running.id, claim.lease, 'cancel').ok, 'worker settles it')
+  t.equal(store.get(running.id)?.status, 'canceled', 'canceled')
+
+  const released = store.submit(job(), 100).row
+  const c2 = store.claimNext('w')!
+  t.equal(c2.attempts, 1, 'one attempt charged at claim')
+  store.requestStop(released.id, 'release')
+  t.ok(store.stopped(released.id, c2.lease, 'release').ok, 'released')
+  const after = store.get(released.id)!
+  t.equal(after.status, 'pending', 'back to pending')
+  t.equal(after.attempts, 0, 'a release does not use up an attempt')
+
+  const slow = store.submit(job({ timeoutMs: 1 }), 100).row
+  store.claimNext('w') // the released job, claimed again
+  const c3 = store.claimNext('w')!
+  t.equal(c3.id, slow.id, 'the timed job runs')
+  await new Promise((resolve) => setTimeout(resolve, 5))
+  t.ok(store.flagTimeouts() >= 1, 'timeout flagged')
+  t.ok(store.stopped(slow.id, c3.lease, 'timeout').ok, 'worker settles it')
+  const timedOut = store.get(slow.id)!
+  t.equal(timedOut.status, 'failed', 'timeout → failed')
+  t.equal(timedOut.error, 'timeout', 'reason "timeout"')
+})
+
+t.test('delete and retry only apply to finished jobs', async (t) => {
+  const { store } = tmpDb(t)
+  const a = store.submit(job({ name: 'a', priority: 3 }), 100).row
+  t.throws(() => store.remove(a.id), { statusCode: 409 }, 'a pending job cannot be deleted')
+  t.throws(() => store.retry(a.id, 100), { statusCode: 409 }, 'a pending job cannot be retried')
+  store.cancel(a.id)
+  const retried = store.retry(a.id, 100)
+  t.equal(retried.retry_of, a.id, 'retry points back')
+  t.equal(retried.params, a.params, 'same params, same seed')
+  t.equal(retried.priority, 3, 'same priority')
+  store.remove(a.id)
+  t.equal(store.get(a.id), undefined, 'deleted')
+  t.throws(() => store.remove(a.id), { statusCode: 404 }, 'deleting again is 404')
+})
+
+t.test('back-pressure and idempotency', async (t) => {
+  const { store } = tmpDb(t)
+  store.submit(job(), 2)
+  store.submit(job(), 2)
+  t.throws(() => store.submit(job(), 2), { statusCode: 429, headers: { 'retry-after': '5' } }, 'third pending job refused')
+  t.equal(store.counts().pending, 2, 'nothing half-created')
+  const keyed = store.submit(job({ idempotencyKey: 'k1' }), 100)
+  const again = store.submit(job({ idempotencyKey: 'k1', params: { n: 9, steps: 9, seed: 9 } }), 100)
+  t.equal(keyed.created, true, 'first submit creates')
+  t.equal(again.created, false, 'repeat does not')
+  t.equal(again.row.id, keyed.row.id, 'same job returned')
+})
+
+t.test('pages are newest first and cover everything exactly once', async (t) => {
+  const { store } = tmpDb(t)
+  const ids: number[] = []
+  for (let i = 0; i < 23; i++) ids.push(store.submit(job(), 1000).row.id)
+  for (const id of ids.slice(0, 5)) store.cancel(id)
+  const seen: number[] = []
+  let cursor: number | undefined
+  do {
+    const page = store.list({ limit: 10, cursor })
+    seen.push(...page.jobs.map((j) => j.id))
+    cursor = page.nextCursor ?? undefined
+  } while (cursor)
+  t.same(seen, [...ids].reverse(), 'all ids, newest first, no duplicates')
+  const canceled = store.list({ status: 'canceled', limit: 3 })
+  t.same(canceled.jobs.map((j) => j.id), ids.slice(2, 5).reverse(), 'status filter')
+  t.equal(canceled.nextCursor, ids[2], 'cursor to the next page')
+  t.same(store.counts(), { pending: 18, running: 0, done: 0, failed: 0, canceled: 5 }, 'counts')
+})
