@@ -5,6 +5,7 @@
 import { type Config, ConfigError, loadConfig } from './config.js'
 import { migrate, openDb } from './db.js'
 import { buildApp } from './http/app.js'
+import { checkDb } from './http/ops.js'
 import { createScheduler } from './jobs/scheduler.js'
 import { createJobStore } from './jobs/store.js'
 import { createLogger } from './log.js'
@@ -30,7 +31,7 @@ const app = await buildApp({
   store,
   scheduler,
   loggerInstance: log,
-  dbReady: () => { db.prepare('BEGIN IMMEDIATE').run(); db.prepare('ROLLBACK').run() }
+  dbReady: () => checkDb(db)
 })
 
 if (!['127.0.0.1', '::1', 'localhost'].includes(config.host) && !config.apiToken) {
@@ -40,6 +41,20 @@ if (!['127.0.0.1', '::1', 'localhost'].includes(config.host) && !config.apiToken
 // Several processes write to this database; checkpoint the WAL now and then so it cannot grow without bound.
 const walTimer = setInterval(() => db.pragma('wal_checkpoint(PASSIVE)'), 10_000)
 walTimer.unref()
+
+// Finished jobs older than RETENTION_DAYS are deleted with their checkpoints: once now, then every hour.
+function purgeOldJobs (): void {
+  if (config.retentionDays === 0) return
+  try {
+    const purged = store.purgeFinishedBefore(Date.now() - config.retentionDays * 86_400_000)
+    if (purged > 0) log.info({ event: 'purged', purged, retentionDays: config.retentionDays }, 'old finished jobs purged')
+  } catch (err) {
+    log.error({ err }, 'purging old jobs failed; will try again in an hour')
+  }
+}
+purgeOldJobs()
+const retentionTimer = setInterval(purgeOldJobs, 3_600_000)
+retentionTimer.unref()
 
 scheduler.start()
 try {
@@ -65,6 +80,7 @@ async function shutdown (signal: NodeJS.Signals): Promise<void> {
     await app.close()
     await scheduler.stop()
     clearInterval(walTimer)
+    clearInterval(retentionTimer)
     db.pragma('wal_checkpoint(TRUNCATE)')
     db.close()
     log.info('stopped')

@@ -8,7 +8,10 @@ import { HttpError } from '../errors.js'
 import type { Scheduler } from '../jobs/scheduler.js'
 import type { JobStore } from '../jobs/store.js'
 import type { Logger } from '../log.js'
+import { addAuth, addRateLimit } from './auth.js'
+import { addDocs } from './docs.js'
 import { jobRoutes } from './jobs.js'
+import { createMetrics, metricsRoutes } from './metrics.js'
 import { opsRoutes } from './ops.js'
 
 /** Static files of the dashboard, the same relative path from src/http and dist/http. */
@@ -18,7 +21,7 @@ export const PUBLIC_DIR = fileURLToPath(new URL('../../public/', import.meta.url
 export interface AppOptions {
   config: Config
   store: JobStore
-  scheduler: Pick<Scheduler, 'wake'> & Partial<Pick<Scheduler, 'hasSpare' | 'stats'>>
+  scheduler: Pick<Scheduler, 'wake'> & Partial<Pick<Scheduler, 'hasSpare' | 'stats' | 'childPids'>>
   loggerInstance?: Logger
   /** Checks the database is usable, for /readyz. */
   dbReady?: () => void
@@ -72,8 +75,16 @@ export async function buildApp (options: AppOptions): Promise<FastifyInstance> {
     return reply.send(err)
   })
 
+  // Before any route: the spec, the token check and the rate limit each hook onRoute to see the routes added below.
+  await addDocs(app)
+  addAuth(app, options.config.apiToken)
+  await addRateLimit(app, options.config.rateLimitMax)
+  const metrics = createMetrics(options)
+  app.addHook('onError', async (_req, _reply, err) => { metrics.observeError(err) })
+
   await app.register(fastifyStatic, { root: PUBLIC_DIR, index: 'index.html' })
   await app.register(jobRoutes, options)
   await app.register(opsRoutes, options)
+  await app.register(metricsRoutes, { metrics })
   return app
 }

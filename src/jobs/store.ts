@@ -151,6 +151,27 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     return changes === 1
   }
 
+  // Operations (retention, metrics). A purge goes in batches, each its own transaction, so workers are never
+  // kept waiting on a long delete; the metric queries ride on jobs_updated (a row's updated_at is never older
+  // than its started_at or finished_at).
+  const purgeCheckpointsStmt = db.prepare<{ before: number, limit: number }>(`
+    DELETE FROM checkpoints WHERE job_id IN (SELECT id FROM jobs
+      WHERE status IN ('done', 'failed', 'canceled') AND finished_at < @before ORDER BY id LIMIT @limit)`)
+  const purgeJobsStmt = db.prepare<{ before: number, limit: number }>(`
+    DELETE FROM jobs WHERE id IN (SELECT id FROM jobs
+      WHERE status IN ('done', 'failed', 'canceled') AND finished_at < @before ORDER BY id LIMIT @limit)`)
+  const finishedSinceStmt = db.prepare<{ since: number, limit: number }, JobTimes>(`
+    SELECT id, status, created_at, started_at, finished_at FROM jobs
+    WHERE updated_at > @since AND finished_at > @since AND status IN ('done', 'failed', 'canceled')
+    ORDER BY finished_at, id LIMIT @limit`)
+  const startedSinceStmt = db.prepare<{ since: number, limit: number }, JobTimes>(`
+    SELECT id, status, created_at, started_at, finished_at FROM jobs
+    WHERE updated_at > @since AND started_at > @since ORDER BY started_at, id LIMIT @limit`)
+  const purgeTx = db.transaction((before: number, limit: number): number => {
+    purgeCheckpointsStmt.run({ before, limit })
+    return purgeJobsStmt.run({ before, limit }).changes
+  })
+
   return {
     // ---- API side -----------------------------------------------------------------------------------------
     /** Inserts a pending job, or returns the job already stored under the same idempotency key.
@@ -324,6 +345,31 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     /** The worker stopped as requested: canceled, timed out, or released back to pending. */
     stopped (id: number, lease: number, request: StopRequest): Fenced<void> {
       return db.transaction(() => fenced(settleStop(id, lease, request) ? 1 : 0, undefined)).immediate()
+    },
+
+    // ---- operations --------------------------------------------------------------------------------------
+    /** Deletes finished jobs (done, failed, canceled) that finished before `before` (epoch ms), with their
+     *  checkpoints, in batches of `batch`; returns how many jobs were deleted. Pending and running jobs stay. */
+    purgeFinishedBefore (before: number, batch = 1000): number {
+      let total = 0
+      for (;;) {
+        const deleted = purgeTx.immediate(before, batch)
+        total += deleted
+        if (deleted < batch) return total
+      }
+    },
+
+    /** Jobs that finished after `since` (epoch ms), oldest finish first: their times, for metrics. */
+    finishedSince (since: number, limit = 1000): JobTimes[] {
+      return finishedSinceStmt.all({ since, limit })
+    },
+
+    /** Jobs first started after `since` (epoch ms), oldest start first: their times, for metrics. */
+    startedSince (since: number, limit = 1000): JobTimes[] {
+      return startedSinceStmt.all({ since, limit })
     }
   }
 }
+
+/** The timestamps of a job, as stored (epoch ms), for metrics. */
+export type JobTimes = Pick<JobRow, 'id' | 'status' | 'created_at' | 'started_at' | 'finished_at'>
