@@ -1,32 +1,583 @@
-const tbody = document.querySelector('#jobs tbody')
-const message = document.getElementById('message')
+// nonstop dashboard: plain DOM, no framework. It talks to the REST API (/api/jobs) and listens to
+// /api/events (Server-Sent Events). Everything from the server is written with textContent, never as HTML.
+//
+// Live updates: every `event: job` replaces that job's row. On every (re)connect the page refetches the
+// jobs it shows, so nothing is lost while the stream was down, and jobs deleted meanwhile disappear.
+// Deletes made through this server also arrive as `event: deleted`; this page removes a row itself after
+// its own DELETE answered 204.
 
-async function refresh () {
-  const res = await fetch('/api/jobs?limit=50')
-  const { jobs } = await res.json()
-  tbody.replaceChildren(...jobs.map((job) => {
-    const tr = document.createElement('tr')
-    for (const text of [job.id, job.status, `${job.progress.toFixed(1)} % (step ${job.step}/${job.steps})`, job.result ? job.result.lyapunov.toFixed(6) : job.error ?? '']) {
-      const td = document.createElement('td')
-      td.textContent = String(text)
-      tr.append(td)
-    }
-    return tr
-  }))
+const PAGE_SIZE = 50
+const TOKEN_KEY = 'nonstop.apiToken'
+const STATUSES = ['pending', 'running', 'done', 'failed', 'canceled']
+const FINAL = new Set(['done', 'failed', 'canceled'])
+
+const $ = (selector) => document.querySelector(selector)
+
+/** Jobs shown, by id. */
+const jobs = new Map()
+/** Table rows, by job id: the row and the parts that change. */
+const rows = new Map()
+/** Progress samples seen while this page watched, by job id: [{ t (ms, when the worker wrote it), step }]. */
+const samples = new Map()
+/** Cursor of the next (older) page; null when every job is loaded. */
+let nextCursor = null
+/** Id of the job in the detail dialog. */
+let selectedId = null
+
+// ---- helpers -------------------------------------------------------------------------------------------
+
+/** Creates an element with text and attributes; children are appended as given (strings become text). */
+function el (tag, attrs = {}, ...children) {
+  const node = document.createElement(tag)
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue
+    if (key === 'class') node.className = value
+    else if (key === 'text') node.textContent = String(value)
+    else node.setAttribute(key, value === true ? '' : String(value))
+  }
+  node.append(...children.filter((c) => c !== null && c !== undefined))
+  return node
 }
 
-document.getElementById('submit').addEventListener('submit', async (event) => {
-  event.preventDefault()
-  const form = new FormData(event.target)
-  const res = await fetch('/api/jobs', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ n: Number(form.get('n')), steps: Number(form.get('steps')) })
-  })
-  const body = await res.json()
-  message.textContent = res.ok ? `job ${body.id} submitted` : body.message
-  refresh()
-})
+const svgEl = (tag, attrs = {}) => {
+  const node = document.createElementNS('http://www.w3.org/2000/svg', tag)
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, String(value))
+  return node
+}
 
-refresh()
-setInterval(refresh, 1000)
+const ms = (iso) => (iso ? Date.parse(iso) : null)
+
+function duration (millis) {
+  if (millis === null || !Number.isFinite(millis)) return '—'
+  const s = Math.max(0, millis) / 1000
+  if (s < 10) return `${s.toFixed(1)} s`
+  if (s < 60) return `${Math.round(s)} s`
+  const m = Math.floor(s / 60)
+  if (m < 60) return `${m} m ${String(Math.round(s % 60)).padStart(2, '0')} s`
+  return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, '0')} m`
+}
+
+const fmt = (x, digits = 4) => (typeof x === 'number' && Number.isFinite(x) ? x.toPrecision(digits) : '—')
+const dateTime = (iso) => (iso ? new Date(iso).toLocaleString() : '—')
+
+// ---- API -----------------------------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor (status, message) {
+    super(message)
+    this.status = status
+  }
+}
+
+let tokenRequest = null
+
+/** Shows the token form and resolves true once a token is saved, false if the user cancels. */
+function askToken () {
+  if (tokenRequest) return tokenRequest
+  const panel = $('#token-panel')
+  const form = $('#token-form')
+  const input = $('#f-token')
+  tokenRequest = new Promise((resolve) => {
+    const finish = (saved) => {
+      panel.hidden = true
+      form.removeEventListener('submit', onSubmit)
+      $('#token-cancel').removeEventListener('click', onCancel)
+      tokenRequest = null
+      resolve(saved)
+    }
+    const onSubmit = (event) => {
+      event.preventDefault()
+      const token = input.value.trim()
+      if (!token) return
+      localStorage.setItem(TOKEN_KEY, token)
+      input.value = ''
+      finish(true)
+    }
+    const onCancel = () => finish(false)
+    form.addEventListener('submit', onSubmit)
+    $('#token-cancel').addEventListener('click', onCancel)
+    panel.hidden = false
+    input.focus()
+  })
+  return tokenRequest
+}
+
+/** fetch for the JSON API: sends the stored token, asks for one on a 401 and retries once, throws ApiError. */
+async function api (path, { method = 'GET', body } = {}) {
+  for (let attempt = 0; ; attempt++) {
+    const headers = { accept: 'application/json' }
+    if (body !== undefined) headers['content-type'] = 'application/json'
+    const token = localStorage.getItem(TOKEN_KEY)
+    if (token) headers.authorization = `Bearer ${token}`
+    let res
+    try {
+      res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) })
+    } catch {
+      throw new ApiError(0, 'the server cannot be reached')
+    }
+    if (res.status === 401 && attempt === 0 && await askToken()) continue
+    const text = await res.text()
+    let data = null
+    try {
+      data = text ? JSON.parse(text) : null
+    } catch {
+      data = null
+    }
+    if (!res.ok) throw new ApiError(res.status, data?.message ?? `${res.status} ${res.statusText}`)
+    return data
+  }
+}
+
+// ---- state ---------------------------------------------------------------------------------------------
+
+/** Oldest id loaded; jobs older than it belong to pages not loaded yet. */
+function floorId () {
+  let min = Infinity
+  for (const id of jobs.keys()) if (id < min) min = id
+  return min
+}
+
+/** Takes a job from the API or the stream; ignores states older than the one shown. */
+function upsert (job, { fromList = false } = {}) {
+  const old = jobs.get(job.id)
+  if (old && old.updatedAt > job.updatedAt) return
+  if (!old && !fromList && nextCursor !== null && job.id < floorId()) return
+  jobs.set(job.id, job)
+  if (job.status === 'running' && job.step > 0) {
+    const list = samples.get(job.id) ?? []
+    const t = ms(job.updatedAt)
+    if (!list.length || list[list.length - 1].step !== job.step) list.push({ t, step: job.step })
+    if (list.length > 2000) list.splice(0, list.length - 2000)
+    samples.set(job.id, list)
+  }
+  renderRow(job)
+  if (selectedId === job.id) renderDetail()
+  renderCounts()
+}
+
+function removeJob (id) {
+  jobs.delete(id)
+  samples.delete(id)
+  rows.get(id)?.tr.remove()
+  rows.delete(id)
+  if (selectedId === id) {
+    $('#detail').close()
+  }
+  renderCounts()
+}
+
+/** Refetches every job the page shows (at least the first page) and drops the ones gone meanwhile. */
+async function refresh () {
+  const limit = Math.min(500, Math.max(PAGE_SIZE, jobs.size))
+  try {
+    const page = await api(`/api/jobs?limit=${limit}`)
+    const seen = new Set(page.jobs.map((j) => j.id))
+    const oldest = page.nextCursor === null ? 0 : Math.min(...page.jobs.map((j) => j.id))
+    for (const id of [...jobs.keys()]) if (id >= oldest && !seen.has(id)) removeJob(id)
+    if (page.nextCursor === null || nextCursor === null || page.nextCursor < nextCursor) nextCursor = page.nextCursor
+    for (const job of page.jobs) upsert(job, { fromList: true })
+    showListMessage('')
+  } catch (err) {
+    showListMessage(`Cannot load jobs: ${err.message}`, true)
+  }
+  renderMore()
+}
+
+async function loadMore () {
+  if (nextCursor === null) return
+  const button = $('#more')
+  button.disabled = true
+  try {
+    const page = await api(`/api/jobs?limit=${PAGE_SIZE}&cursor=${nextCursor}`)
+    nextCursor = page.nextCursor
+    for (const job of page.jobs) upsert(job, { fromList: true })
+  } catch (err) {
+    showListMessage(`Cannot load older jobs: ${err.message}`, true)
+  } finally {
+    button.disabled = false
+    renderMore()
+  }
+}
+
+// ---- rendering -----------------------------------------------------------------------------------------
+
+function showListMessage (text, isError = false) {
+  const node = $('#list-message')
+  node.textContent = text
+  node.classList.toggle('error', isError)
+}
+
+function renderMore () {
+  $('#more').hidden = nextCursor === null
+  $('#empty').hidden = jobs.size > 0
+}
+
+function renderCounts () {
+  const counts = Object.fromEntries(STATUSES.map((s) => [s, 0]))
+  for (const job of jobs.values()) counts[job.status]++
+  const parts = STATUSES.filter((s) => counts[s] > 0).map((s) => `${counts[s]} ${s}`)
+  $('#counts').textContent = parts.join(' · ')
+  renderMore()
+}
+
+/** Steps per ms while running, from what this page saw (falls back to the whole run so far). */
+function rate (job) {
+  const list = samples.get(job.id) ?? []
+  if (list.length >= 2) {
+    const last = list[list.length - 1]
+    // The last half minute at most, so a slowdown shows quickly.
+    let first = list[0]
+    for (let i = list.length - 2; i >= 0; i--) {
+      first = list[i]
+      if (last.t - list[i].t > 30_000) break
+    }
+    if (last.t > first.t && last.step > first.step) return (last.step - first.step) / (last.t - first.t)
+  }
+  const started = ms(job.startedAt)
+  const written = ms(job.updatedAt)
+  if (job.step > 0 && started && written > started) return job.step / (written - started)
+  return null
+}
+
+function elapsedOf (job) {
+  const started = ms(job.startedAt)
+  if (!started) return null
+  const end = FINAL.has(job.status) ? ms(job.finishedAt) ?? ms(job.updatedAt) : Date.now()
+  return end - started
+}
+
+function etaOf (job) {
+  if (job.status !== 'running') return null
+  const r = rate(job)
+  if (!r) return null
+  const left = (job.steps - job.step) / r - (Date.now() - ms(job.updatedAt))
+  return Math.max(0, left)
+}
+
+function gflopsText (job) {
+  if (job.status === 'done' && typeof job.result?.gflops === 'number') return job.result.gflops.toFixed(2)
+  if (job.status === 'running') {
+    const r = rate(job)
+    if (r) return `~${((2 * job.params.n ** 3 * r * 1000) / 1e9).toFixed(2)}`
+  }
+  return '—'
+}
+
+function statusText (job) {
+  if (job.status === 'running' && job.cancelRequested) return 'canceling'
+  return job.status
+}
+
+function badge (job) {
+  return el('span', { class: `badge badge-${job.status}`, text: statusText(job) })
+}
+
+/** Cancel / Retry / Delete buttons for a job; `where` names them for screen readers. */
+function actionButtons (job) {
+  const label = job.name ? `job ${job.id} (${job.name})` : `job ${job.id}`
+  const make = (action, text) => {
+    const button = el('button', { type: 'button', class: `action action-${action}`, 'data-action': action, 'aria-label': `${text} ${label}`, text })
+    button.addEventListener('click', () => act(action, job.id, button))
+    return button
+  }
+  return [make('cancel', 'Cancel'), make('retry', 'Retry'), make('delete', 'Delete')]
+}
+
+function updateActions (buttons, job) {
+  for (const button of buttons) {
+    const action = button.dataset.action
+    button.hidden = action === 'cancel'
+      ? !(job.status === 'pending' || job.status === 'running') || job.cancelRequested
+      : action === 'retry'
+        ? !(job.status === 'failed' || job.status === 'canceled')
+        : !FINAL.has(job.status)
+  }
+}
+
+function renderRow (job) {
+  let row = rows.get(job.id)
+  if (!row) {
+    const cell = (label, ...children) => el('td', { 'data-label': label }, ...children)
+    const open = el('button', { type: 'button', class: 'link' })
+    open.addEventListener('click', () => openDetail(job.id))
+    const bar = el('progress', { max: 1, value: 0 })
+    const stepText = el('span', { class: 'step' })
+    const buttons = actionButtons(job)
+    row = {
+      tr: el('tr', { 'data-id': job.id }),
+      open,
+      status: el('td', { 'data-label': 'status', class: 'status' }),
+      bar,
+      stepText,
+      elapsed: el('td', { 'data-label': 'elapsed', class: 'num' }),
+      eta: el('td', { 'data-label': 'ETA', class: 'num' }),
+      gflops: el('td', { 'data-label': 'GF/s', class: 'num' }),
+      attempts: el('td', { 'data-label': 'attempts', class: 'num' }),
+      buttons
+    }
+    row.tr.append(
+      cell('id', el('span', { class: 'id', text: `#${job.id}` })),
+      el('td', { 'data-label': 'name', class: 'name' }, open),
+      row.status,
+      el('td', { 'data-label': 'progress', class: 'progress' }, bar, stepText),
+      row.elapsed, row.eta, row.gflops, row.attempts,
+      el('td', { class: 'row-actions' }, ...buttons)
+    )
+    rows.set(job.id, row)
+    // Newest first: before the first row with a smaller id.
+    const tbody = $('#jobs tbody')
+    let before = null
+    for (const tr of tbody.children) {
+      if (Number(tr.dataset.id) < job.id) { before = tr; break }
+    }
+    tbody.insertBefore(row.tr, before)
+  }
+  row.tr.dataset.status = job.status
+  row.open.textContent = job.name || `job ${job.id}`
+  row.open.classList.toggle('unnamed', !job.name)
+  row.open.setAttribute('aria-label', `Details of job ${job.id}`)
+  row.status.replaceChildren(badge(job))
+  row.bar.max = Math.max(1, job.steps)
+  row.bar.value = job.step
+  row.bar.setAttribute('aria-label', `job ${job.id} progress`)
+  row.stepText.textContent = `step ${job.step} of ${job.steps}`
+  row.attempts.textContent = String(job.attempts)
+  updateActions(row.buttons, job)
+  renderTimes(job, row)
+}
+
+function renderTimes (job, row = rows.get(job.id)) {
+  if (!row) return
+  row.elapsed.textContent = duration(elapsedOf(job))
+  const eta = etaOf(job)
+  row.eta.textContent = eta === null ? '—' : duration(eta)
+  row.gflops.textContent = gflopsText(job)
+}
+
+// ---- actions -------------------------------------------------------------------------------------------
+
+async function act (action, id, button) {
+  button.disabled = true
+  try {
+    if (action === 'delete') {
+      await api(`/api/jobs/${id}`, { method: 'DELETE' })
+      removeJob(id)
+      showListMessage(`Job ${id} deleted.`)
+    } else {
+      const job = await api(`/api/jobs/${id}/${action}`, { method: 'POST' })
+      upsert(job, { fromList: true })
+      showListMessage(action === 'retry' ? `Job ${id} retried as job ${job.id}.` : `Cancel of job ${id} requested.`)
+    }
+  } catch (err) {
+    showListMessage(`Job ${id}: ${err.message}`, true)
+    if (err.status === 404) removeJob(id)
+  } finally {
+    button.disabled = false
+  }
+}
+
+function readForm (form) {
+  const data = new FormData(form)
+  const body = {}
+  // Numbers go as numbers when they are numbers; anything else goes as typed, so the API's own message explains it.
+  const number = (key, optional) => {
+    const raw = String(data.get(key) ?? '').trim()
+    if (raw === '') {
+      if (!optional) body[key] = null
+      return
+    }
+    const value = Number(raw)
+    body[key] = Number.isFinite(value) ? value : raw
+  }
+  number('n', false)
+  number('steps', false)
+  number('priority', true)
+  number('seed', true)
+  const name = String(data.get('name') ?? '')
+  if (name.trim() !== '') body.name = name
+  return body
+}
+
+async function submitJob (event) {
+  event.preventDefault()
+  const form = event.target
+  const message = $('#form-message')
+  const button = form.querySelector('button[type=submit]')
+  button.disabled = true
+  message.classList.remove('error')
+  message.textContent = 'Submitting…'
+  try {
+    const job = await api('/api/jobs', { body: readForm(form) })
+    upsert(job, { fromList: true })
+    message.textContent = `Job ${job.id} submitted.`
+  } catch (err) {
+    message.classList.add('error')
+    message.textContent = err.message
+  } finally {
+    button.disabled = false
+  }
+}
+
+// ---- detail dialog -------------------------------------------------------------------------------------
+
+let detailButtons = null
+let opener = null
+
+function openDetail (id) {
+  selectedId = id
+  opener = document.activeElement
+  renderDetail()
+  const dialog = $('#detail')
+  if (!dialog.open) dialog.showModal()
+}
+
+function section (title, pairs) {
+  const dl = el('dl')
+  for (const [key, value] of pairs) dl.append(el('dt', { text: key }), el('dd', { text: value }))
+  return el('section', { class: 'detail-section' }, el('h3', { text: title }), dl)
+}
+
+function chart (job) {
+  const list = samples.get(job.id) ?? []
+  const wrap = el('section', { class: 'detail-section chart' }, el('h3', { text: 'Progress while watched' }))
+  if (list.length < 2) {
+    wrap.append(el('p', { class: 'muted', text: job.status === 'running' ? 'Collecting progress…' : 'Progress is charted while this page watches a running job.' }))
+    return wrap
+  }
+  const W = 320
+  const H = 120
+  const pad = { l: 36, r: 8, t: 8, b: 20 }
+  const t0 = list[0].t
+  const span = Math.max(1, list[list.length - 1].t - t0)
+  const x = (t) => pad.l + ((t - t0) / span) * (W - pad.l - pad.r)
+  const y = (s) => H - pad.b - (s / Math.max(1, job.steps)) * (H - pad.t - pad.b)
+  const svg = svgEl('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', class: 'chart-svg' })
+  const title = svgEl('title')
+  title.textContent = `steps over time: ${list[0].step} to ${list[list.length - 1].step} of ${job.steps} in ${duration(span)}`
+  svg.append(title)
+  svg.append(svgEl('line', { x1: pad.l, y1: H - pad.b, x2: W - pad.r, y2: H - pad.b, class: 'axis' }))
+  svg.append(svgEl('line', { x1: pad.l, y1: pad.t, x2: pad.l, y2: H - pad.b, class: 'axis' }))
+  svg.append(svgEl('line', { x1: pad.l, y1: y(job.steps), x2: W - pad.r, y2: y(job.steps), class: 'goal' }))
+  const label = (text, attrs) => {
+    const node = svgEl('text', attrs)
+    node.textContent = text
+    return node
+  }
+  svg.append(label(String(job.steps), { x: pad.l - 4, y: y(job.steps) + 4, 'text-anchor': 'end' }))
+  svg.append(label('0', { x: pad.l - 4, y: H - pad.b + 4, 'text-anchor': 'end' }))
+  svg.append(label('0 s', { x: pad.l, y: H - 4, 'text-anchor': 'start' }))
+  svg.append(label(duration(span), { x: W - pad.r, y: H - 4, 'text-anchor': 'end' }))
+  svg.append(svgEl('polyline', { points: list.map((p) => `${x(p.t).toFixed(1)},${y(p.step).toFixed(1)}`).join(' '), class: 'line' }))
+  wrap.append(svg)
+  return wrap
+}
+
+function renderDetail () {
+  const job = jobs.get(selectedId)
+  if (!job) return
+  const dialog = $('#detail')
+  $('#detail-title').replaceChildren(`Job #${job.id} `, badge(job))
+  const body = $('#detail-body')
+  const parts = []
+  parts.push(section('Job', [
+    ['name', job.name ?? '—'],
+    ['type', job.type],
+    ['progress', `step ${job.step} of ${job.steps} (${job.progress.toFixed(1)} %)`],
+    ['attempts', String(job.attempts)],
+    ['worker pid', job.pid === null ? '—' : String(job.pid)],
+    ...(job.retryOf ? [['retry of', `job ${job.retryOf}`]] : [])
+  ]))
+  parts.push(section('Parameters', [
+    ['n', String(job.params.n)],
+    ['steps', String(job.params.steps)],
+    ['seed', String(job.params.seed)],
+    ['priority', String(job.priority)],
+    ['timeout', job.timeoutSeconds === null ? 'none' : `${job.timeoutSeconds} s`]
+  ]))
+  if (job.result) {
+    const r = job.result
+    const relErr = typeof r.lyapunov === 'number' && typeof r.theory === 'number' && r.theory !== 0
+      ? `${(Math.abs(r.lyapunov - r.theory) / Math.abs(r.theory) * 100).toPrecision(3)} %`
+      : '—'
+    parts.push(section('Result', [
+      ['lyapunov', fmt(r.lyapunov, 8)],
+      ['theory', fmt(r.theory, 8)],
+      ['relative error', relErr],
+      ['trace', fmt(r.trace, 8)],
+      ['compute time', duration(r.elapsedMs)],
+      ['GF/s', typeof r.gflops === 'number' ? r.gflops.toFixed(3) : '—']
+    ]))
+  }
+  if (job.error) {
+    parts.push(el('section', { class: 'detail-section' }, el('h3', { text: job.status === 'failed' ? 'Error' : 'Last error' }), el('pre', { class: 'error-text', text: job.error })))
+  }
+  parts.push(section('Timings', [
+    ['created', dateTime(job.createdAt)],
+    ['started', dateTime(job.startedAt)],
+    ['finished', dateTime(job.finishedAt)],
+    ['elapsed', duration(elapsedOf(job))],
+    ...(job.status === 'running' ? [['ETA', duration(etaOf(job))], ['last heartbeat', dateTime(job.heartbeatAt)]] : [])
+  ]))
+  parts.push(chart(job))
+  body.replaceChildren(...parts)
+
+  if (!detailButtons) {
+    detailButtons = el('div', { class: 'dialog-actions' })
+    dialog.append(detailButtons)
+  }
+  if (detailButtons.dataset.id !== String(job.id)) {
+    detailButtons.dataset.id = String(job.id)
+    detailButtons.replaceChildren(...actionButtons(job))
+  }
+  updateActions([...detailButtons.children], job)
+}
+
+// ---- live stream ---------------------------------------------------------------------------------------
+
+function setLive (state, text) {
+  const node = $('#live')
+  node.dataset.state = state
+  node.textContent = text
+}
+
+function connect () {
+  const source = new EventSource('/api/events')
+  source.addEventListener('open', () => {
+    setLive('live', 'live')
+    refresh()
+  })
+  source.addEventListener('job', (event) => upsert(JSON.parse(event.data)))
+  source.addEventListener('deleted', (event) => removeJob(JSON.parse(event.data).id))
+  source.addEventListener('reset', () => refresh())
+  source.addEventListener('error', () => {
+    if (source.readyState === EventSource.CLOSED) {
+      // The browser gave up (e.g. the server answered 503 while restarting): try again ourselves.
+      setLive('down', 'offline, retrying…')
+      setTimeout(connect, 2000)
+    } else {
+      setLive('down', 'reconnecting…')
+    }
+  })
+}
+
+// ---- start ---------------------------------------------------------------------------------------------
+
+$('#submit').addEventListener('submit', submitJob)
+$('#more').addEventListener('click', loadMore)
+$('#detail-close').addEventListener('click', () => $('#detail').close())
+$('#detail').addEventListener('close', () => {
+  selectedId = null
+  if (opener && document.contains(opener)) opener.focus()
+})
+// A click on the backdrop closes the dialog.
+$('#detail').addEventListener('click', (event) => {
+  const box = event.currentTarget.getBoundingClientRect()
+  const inside = event.clientX >= box.left && event.clientX <= box.right && event.clientY >= box.top && event.clientY <= box.bottom
+  if (event.target === event.currentTarget && !inside) event.currentTarget.close()
+})
+setInterval(() => {
+  for (const job of jobs.values()) if (job.status === 'running') renderTimes(job)
+  if (selectedId !== null && jobs.get(selectedId)?.status === 'running') renderDetail()
+}, 1000)
+
+connect()

@@ -1,4 +1,5 @@
 import { fileURLToPath } from 'node:url'
+import fastifyHelmet from '@fastify/helmet'
 import fastifyStatic from '@fastify/static'
 import { Ajv, type Options as AjvOptions } from 'ajv'
 import addFormats from 'ajv-formats'
@@ -10,6 +11,7 @@ import type { JobStore } from '../jobs/store.js'
 import type { Logger } from '../log.js'
 import { addAuth, addRateLimit } from './auth.js'
 import { addDocs } from './docs.js'
+import { eventsRoutes } from './events.js'
 import { jobRoutes } from './jobs.js'
 import { createMetrics, metricsRoutes } from './metrics.js'
 import { opsRoutes } from './ops.js'
@@ -75,6 +77,24 @@ export async function buildApp (options: AppOptions): Promise<FastifyInstance> {
     return reply.send(err)
   })
 
+  // The dashboard loads only its own files: no inline script or style, API calls and the event stream to
+  // this origin only. Routes that need more (e.g. a docs UI) relax it on their own.
+  await app.register(fastifyHelmet, {
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'"],
+        imgSrc: ["'self'", 'data:'],
+        connectSrc: ["'self'"],
+        objectSrc: ["'none'"],
+        baseUri: ["'self'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"]
+      }
+    }
+  })
   // Before any route: the spec, the token check and the rate limit each hook onRoute to see the routes added below.
   await addDocs(app)
   addAuth(app, options.config.apiToken)
@@ -83,6 +103,7 @@ export async function buildApp (options: AppOptions): Promise<FastifyInstance> {
   app.addHook('onError', async (_req, _reply, err) => { metrics.observeError(err) })
 
   await app.register(fastifyStatic, { root: PUBLIC_DIR, index: 'index.html' })
+  await app.register(eventsRoutes, options)
   await app.register(jobRoutes, options)
   await app.register(opsRoutes, options)
   await app.register(metricsRoutes, { metrics })
