@@ -16,13 +16,10 @@ export interface LogOptions {
  * Writes are synchronous: a worker killed a moment later has still logged what it did.
  */
 export function createLogger (options: LogOptions, bindings: Record<string, unknown> = {}): Logger {
-  let destination
-  if (options.logFile) {
-    mkdirSync(dirname(options.logFile), { recursive: true })
-    destination = pino.destination({ dest: options.logFile, append: true, sync: true })
-  } else {
-    destination = pino.destination({ dest: 1, sync: true })
-  }
+  if (options.logFile) mkdirSync(dirname(options.logFile), { recursive: true })
+  const destination = options.logFile
+    ? pino.destination({ dest: options.logFile, append: true, sync: true })
+    : pino.destination({ dest: 1, sync: true })
   return pino({
     level: options.logLevel,
     base: { pid: process.pid, ...bindings },
