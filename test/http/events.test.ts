@@ -1,0 +1,222 @@
+import { once } from 'node:events'
+import { type IncomingMessage, request } from 'node:http'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Test } from 'tap'
+import t from 'tap'
+import { openDb } from '../../src/db.js'
+import { buildApp } from '../../src/http/app.js'
+import type { EventsTuning } from '../../src/http/events.js'
+import { createJobStore, type JobStore } from '../../src/jobs/store.js'
+import { api, startServer, testConfig, tmpDb, waitFor } from '../fixtures/helpers.js'
+
+/** One SSE frame as received, with the time it arrived. */
+interface Frame { id?: string, event?: string, data?: string, comment?: string, at: number }
+
+/** An open /api/events stream read through a real socket, frames parsed as they arrive. */
+interface Stream { status: number, headers: Headers, frames: Frame[], jobs: () => Array<Record<string, any>>, close: () => void, ended: () => boolean }
+
+async function openStream (t: Test, url: string, headers: Record<string, string> = {}): Promise<Stream> {
+  // node:http rather than fetch: fetch keeps a spare connection open after an abort, which holds up close().
+  const req = request(`${url}/api/events`, { headers, agent: false })
+  req.end()
+  const [res] = (await once(req, 'response')) as [IncomingMessage]
+  const frames: Frame[] = []
+  let ended = false
+  let buffer = ''
+  res.setEncoding('utf8')
+  res.on('data', (chunk: string) => {
+    buffer += chunk
+    for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+      const frame: Frame = { at: Date.now() }
+      for (const line of buffer.slice(0, end).split('\n')) {
+        if (line.startsWith(':')) frame.comment = line.slice(1).trim()
+        else {
+          const colon = line.indexOf(':')
+          const key = line.slice(0, colon) as 'id' | 'event' | 'data'
+          if (['id', 'event', 'data'].includes(key)) frame[key] = line.slice(colon + 1).trimStart()
+        }
+      }
+      frames.push(frame)
+      buffer = buffer.slice(end + 2)
+    }
+  })
+  res.on('close', () => { ended = true })
+  const close = (): void => { req.destroy() }
+  t.teardown(close)
+  return {
+    status: res.statusCode as number,
+    headers: new Headers(Object.entries(res.headers).map(([k, v]) => [k, String(v)])),
+    frames,
+    jobs: () => frames.filter((f) => f.event === 'job').map((f) => ({ ...JSON.parse(f.data as string), eventId: f.id, at: f.at })),
+    close,
+    ended: () => ended
+  }
+}
+
+/** The app over a real database file, listening on a loopback port; no scheduler runs, the test plays the worker. */
+async function setup (t: Test, events: Partial<EventsTuning> = {}, wrap: (store: JobStore) => JobStore = (s) => s) {
+  const { store, path } = tmpDb(t)
+  const options = { config: testConfig(), store: wrap(store), scheduler: { wake () {} }, events }
+  const app = await buildApp(options)
+  t.teardown(() => app.close())
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as { port: number }
+  // A second connection, as a worker process has.
+  const workerDb = openDb(path)
+  t.teardown(() => workerDb.close())
+  return { app, store, url: `http://127.0.0.1:${port}`, workerDb, worker: createJobStore(workerDb) }
+}
+
+const p95 = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(values.length * 0.95))]
+
+t.test('a job submitted here and changed by a worker connection streams every state, through a real socket', async (t) => {
+  const { url, worker, workerDb } = await setup(t)
+  const stream = await openStream(t, url)
+  t.equal(stream.status, 200, '200')
+  t.match(stream.headers.get('content-type'), /^text\/event-stream/, 'event-stream content type')
+  t.match(stream.headers.get('content-security-policy'), /script-src 'self'/, 'security headers kept on the stream')
+
+  const submitted = await api(url, '/api/jobs', { body: { n: 4, steps: 3, name: 'sse' } })
+  t.equal(submitted.status, 201, 'submitted')
+  const id = submitted.body.id
+  const pending = await waitFor(() => stream.jobs().find((j) => j.id === id && j.status === 'pending'), 1000, 'the pending event')
+  t.equal(pending.name, 'sse', 'the event carries the job JSON')
+  t.ok(Number(pending.eventId) >= Date.parse(pending.updatedAt), 'the event id is an updated_at in ms')
+
+  const written = Date.now()
+  const claimed = worker.claimNext('w1')
+  t.equal(claimed?.id, id, 'the worker connection claimed it')
+  const running = await waitFor(() => stream.jobs().find((j) => j.id === id && j.status === 'running'), 1000, 'the running event')
+  t.ok(running.at - written < 1000, `write → event within 1 s (${running.at - written} ms)`)
+
+  // Heartbeats, as a worker writes them: measure write → event latency.
+  const latencies: number[] = []
+  for (let step = 1; step <= 20; step++) {
+    const at = Date.now()
+    t.ok(worker.beat(id, claimed!.lease, { step, progress: step }).ok, `beat ${step} written`)
+    const seen = await waitFor(() => stream.jobs().find((j) => j.id === id && j.step === step), 1000, `step ${step}`)
+    latencies.push(seen.at - at)
+    await sleep(Math.random() * 30)
+  }
+  t.ok(p95(latencies) < 1000, 'heartbeats arrive within a second')
+  t.comment(`write → event latency over ${latencies.length} writes: p50 ${[...latencies].sort((a, b) => a - b)[10]} ms, p95 ${p95(latencies)} ms, max ${Math.max(...latencies)} ms`)
+
+  t.ok(worker.complete(id, claimed!.lease, { lyapunov: 1, theory: 1, trace: 0, elapsedMs: 5, gflops: 0.1 }).ok, 'completed')
+  const done = await waitFor(() => stream.jobs().find((j) => j.id === id && j.status === 'done'), 1000, 'the done event')
+  t.same(done.result, { lyapunov: 1, theory: 1, trace: 0, elapsedMs: 5, gflops: 0.1 }, 'the result is in the event')
+
+  const ids = stream.frames.filter((f) => f.id !== undefined).map((f) => Number(f.id))
+  t.same(ids, [...ids].sort((a, b) => a - b), 'event ids never go backwards')
+  t.equal(workerDb.pragma('user_version', { simple: true }), 1, 'the worker connection is a real second connection')
+})
+
+const newJob = (name: string | null, seed: number) =>
+  ({ type: 'lyapunov', name, params: { n: 2, steps: 9, seed }, priority: 0, timeoutMs: null, idempotencyKey: null, retryOf: null })
+
+t.test('a second change in the same ms as one already sent is sent too', async (t) => {
+  // No lookback re-reads here: only the regular tick can find it.
+  const { url, store, workerDb } = await setup(t, { lookbackEvery: 1e9 })
+  const stream = await openStream(t, url)
+  const { row } = store.submit(newJob(null, 1), 100)
+  const first = await waitFor(() => stream.jobs().find((j) => j.id === row.id), 1000, 'the first event')
+  workerDb.prepare('UPDATE jobs SET step = 1, updated_at = ? WHERE id = ?').run(Date.parse(first.updatedAt), row.id)
+  const second = await waitFor(() => stream.jobs().find((j) => j.id === row.id && j.step === 1), 1000, 'the same-ms change')
+  t.equal(second.updatedAt, first.updatedAt, 'both changes carry the same updatedAt')
+})
+
+t.test('a commit stamped before changes already sent (a heartbeat that waited for the lock) still arrives', async (t) => {
+  const { url, store, workerDb } = await setup(t)
+  const stream = await openStream(t, url)
+  const { row } = store.submit(newJob(null, 1), 100)
+  const first = await waitFor(() => stream.jobs().find((j) => j.id === row.id), 1000, 'the first event')
+  await sleep(20)
+  const other = store.submit(newJob('newer', 2), 100)
+  await waitFor(() => stream.jobs().find((j) => j.id === other.row.id), 1000, 'the newer row')
+  workerDb.prepare('UPDATE jobs SET step = 2, updated_at = ? WHERE id = ?').run(Date.parse(first.updatedAt) + 5, row.id)
+  const late = await waitFor(() => stream.jobs().find((j) => j.id === row.id && j.step === 2), 2000, 'the late commit')
+  t.ok(Date.parse(late.updatedAt) < other.row.updated_at, 'it is older than a row sent before it')
+})
+
+t.test('Last-Event-ID resumes with the changes after that id, not the whole table', async (t) => {
+  const { url } = await setup(t, { lookbackMs: 0 })
+  const old = await api(url, '/api/jobs', { body: { n: 2, steps: 2, name: 'before' } })
+  await sleep(20)
+  const first = await openStream(t, url)
+  const b = await api(url, '/api/jobs', { body: { n: 2, steps: 2, name: 'seen' } })
+  const seen = await waitFor(() => first.frames.find((f) => f.event === 'job' && JSON.parse(f.data as string).id === b.body.id), 1000, 'job b')
+  first.close()
+  await sleep(20)
+
+  // While no one listens: b is canceled, c is submitted.
+  t.equal((await api(url, `/api/jobs/${b.body.id}/cancel`, { method: 'POST' })).status, 200, 'b canceled')
+  const c = await api(url, '/api/jobs', { body: { n: 2, steps: 2, name: 'missed' } })
+
+  const resumed = await openStream(t, url, { 'last-event-id': seen.id as string })
+  await waitFor(() => resumed.jobs().some((j) => j.id === c.body.id), 1000, 'job c replayed')
+  await waitFor(() => resumed.jobs().some((j) => j.id === b.body.id && j.status === 'canceled'), 1000, 'b canceled replayed')
+  t.notOk(resumed.jobs().some((j) => j.id === old.body.id), 'a job unchanged since before the id is not replayed')
+
+  const fresh = await openStream(t, url)
+  await sleep(300)
+  t.same(fresh.jobs(), [], 'without Last-Event-ID nothing is replayed (the page fetches the list itself)')
+})
+
+t.test('a delete through the API is announced as event: deleted', async (t) => {
+  const { url } = await setup(t)
+  const stream = await openStream(t, url)
+  const job = await api(url, '/api/jobs', { body: { n: 2, steps: 2 } })
+  await api(url, `/api/jobs/${job.body.id}/cancel`, { method: 'POST' })
+  t.equal((await api(url, `/api/jobs/${job.body.id}`, { method: 'DELETE' })).status, 204, 'deleted')
+  const frame = await waitFor(() => stream.frames.find((f) => f.event === 'deleted'), 1000, 'the deleted event')
+  t.same(JSON.parse(frame.data as string), { id: job.body.id }, 'it names the job')
+  t.equal((await api(url, '/api/jobs/999/cancel', { method: 'POST' })).status, 404, 'a failed request')
+  await sleep(100)
+  t.equal(stream.frames.filter((f) => f.event === 'deleted').length, 1, 'only successful deletes are announced')
+})
+
+t.test('the database is polled only while a client is connected, and a ping keeps the stream alive', async (t) => {
+  let calls = 0
+  const { url } = await setup(t, { pollMs: 20, heartbeatMs: 100 }, (store) => ({
+    ...store,
+    changedSince: (since: number, limit?: number) => { calls++; return store.changedSince(since, limit) }
+  }))
+  await sleep(150)
+  t.equal(calls, 0, 'no client, no polling')
+  const a = await openStream(t, url)
+  const b = await openStream(t, url)
+  await waitFor(() => a.frames.some((f) => f.comment === 'ping'), 1000, 'a ping')
+  t.ok(calls > 3, `polls while connected (${calls})`)
+  a.close()
+  await sleep(100)
+  const withOne = calls
+  await sleep(100)
+  t.ok(calls > withOne, 'still polling for the remaining client')
+  b.close()
+  await sleep(100)
+  const after = calls
+  await sleep(200)
+  t.equal(calls, after, 'polling stops with the last client')
+})
+
+t.test('close() ends open streams instead of waiting for them', async (t) => {
+  const { app, url } = await setup(t)
+  const stream = await openStream(t, url)
+  const started = Date.now()
+  await app.close()
+  t.ok(Date.now() - started < 2000, 'closed promptly')
+  await waitFor(() => stream.ended(), 2000, 'the stream to end')
+  t.pass('the client saw the end of the stream')
+})
+
+t.test('end to end: the built server streams a real job from submit to done', async (t) => {
+  const server = await startServer(t, {})
+  const stream = await openStream(t, server.url)
+  const job = await api(server.url, '/api/jobs', { body: { n: 20, steps: 30, name: 'e2e' } })
+  t.equal(job.status, 201, 'submitted')
+  const done = await waitFor(() => stream.jobs().find((j) => j.id === job.body.id && j.status === 'done'), 30_000, 'the done event')
+  t.type(done.result.lyapunov, 'number', 'the result arrived over the stream')
+  const states = new Set(stream.jobs().filter((j) => j.id === job.body.id).map((j) => j.status))
+  t.ok(states.has('running') || states.has('pending'), 'an earlier state arrived before done')
+  stream.close()
+  t.equal(await server.stop(), 0, 'the server exits cleanly with a stream having been open')
+})
