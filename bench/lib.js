@@ -1,0 +1,231 @@
+// Helpers shared by the benchmarks: machine description, statistics, temp databases, real servers on
+// 127.0.0.1 that are always killed, and the result rows every bench prints.
+import { spawn } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { cpus, tmpdir, totalmem } from 'node:os'
+import { dirname, join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+
+export const ROOT = fileURLToPath(new URL('../', import.meta.url))
+export const DIST = join(ROOT, 'dist')
+export const RESULTS_DIR = join(ROOT, 'bench', 'results')
+
+export { sleep }
+
+// ---- machine -------------------------------------------------------------------------------------------
+
+/** CPU model, cores, memory, node version and date, for the report header. */
+export function machine () {
+  let model = cpus()[0]?.model ?? 'unknown'
+  try {
+    const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('model name'))
+    if (line) model = line.split(':')[1].trim()
+  } catch {
+    // Not Linux: keep os.cpus().
+  }
+  let flags = ''
+  try {
+    const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags'))
+    const f = line ? line.split(':')[1].trim().split(/\s+/) : []
+    flags = ['avx2', 'avx512f', 'fma'].filter((x) => f.includes(x)).join(', ')
+  } catch {
+    // Ignore.
+  }
+  return {
+    cpu: model,
+    simd: flags,
+    cores: cpus().length,
+    memoryGiB: Math.round(totalmem() / 2 ** 30 * 10) / 10,
+    node: process.version,
+    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z')
+  }
+}
+
+/** Load average, to print next to results taken on a shared machine. */
+export function loadavg () {
+  try {
+    return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
+  } catch {
+    return 'n/a'
+  }
+}
+
+// ---- statistics ----------------------------------------------------------------------------------------
+
+/** Percentile p (0..100) by nearest rank on a copy of `values`. */
+export function pct (values, p) {
+  if (values.length === 0) return NaN
+  const s = [...values].sort((a, b) => a - b)
+  const rank = Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))
+  return s[rank]
+}
+
+export const median = (values) => pct(values, 50)
+export const round = (x, digits = 1) => (Number.isFinite(x) ? Math.round(x * 10 ** digits) / 10 ** digits : x)
+
+// ---- result rows ---------------------------------------------------------------------------------------
+
+/**
+ * One line of the results table. `pass` is true, false, or null for a figure reported without a target.
+ * @param {string} metric @param {string} target @param {string} measured @param {boolean|null} pass
+ */
+export const row = (metric, target, measured, pass) => ({ metric, target, measured, pass })
+
+export const verdict = (pass) => (pass === null || pass === undefined ? 'info' : pass ? 'PASS' : 'FAIL')
+
+/** Prints rows as an aligned table. */
+export function printRows (title, rows) {
+  const cells = rows.map((r) => [r.metric, r.target, r.measured, verdict(r.pass)])
+  const head = ['metric', 'target', 'measured', 'result']
+  const w = head.map((h, i) => Math.max(h.length, ...cells.map((c) => String(c[i]).length)))
+  const line = (c) => c.map((x, i) => String(x).padEnd(w[i])).join('  ')
+  console.log(`\n== ${title}`)
+  console.log(line(head))
+  for (const c of cells) console.log(line(c))
+}
+
+/** Writes one bench's outcome where bench/run.js picks it up, and prints it. */
+export function report (name, outcome) {
+  mkdirSync(RESULTS_DIR, { recursive: true })
+  const full = { name, machine: machine(), loadavg: loadavg(), ...outcome }
+  writeFileSync(join(RESULTS_DIR, `${name}.json`), JSON.stringify(full, null, 2))
+  printRows(name, outcome.rows)
+  return full
+}
+
+// ---- processes -----------------------------------------------------------------------------------------
+
+const owned = new Set()
+
+/** Remembers a child so that cleanup() kills it, whatever happens to the bench. */
+export function own (child) {
+  owned.add(child)
+  child.once('exit', () => owned.delete(child))
+  return child
+}
+
+/** Kills every child this bench started (and their workers, which share the process group). */
+export function cleanup () {
+  for (const child of owned) {
+    try {
+      process.kill(-child.pid, 'SIGKILL')
+    } catch {
+      try { child.kill('SIGKILL') } catch { /* already gone */ }
+    }
+  }
+  owned.clear()
+}
+
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    cleanup()
+    process.exit(130)
+  })
+}
+process.on('exit', cleanup)
+
+/** A fresh folder under the system temp dir, removed by the returned function. */
+export function tempDir (tag) {
+  const dir = mkdtempSync(join(tmpdir(), `nonstop-bench-${tag}-`))
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) }
+}
+
+/** Reads a field (kB) of /proc/<pid>/status, e.g. VmRSS or VmHWM; NaN once the process is gone. */
+export function procKb (pid, field) {
+  try {
+    const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm'))
+    return m ? Number(m[1]) : NaN
+  } catch {
+    return NaN
+  }
+}
+
+/** Opens (and migrates) a database with the project's own code. */
+export async function openStore (dbPath) {
+  const { openDb, migrate } = await import('../dist/db.js')
+  const { createJobStore } = await import('../dist/jobs/store.js')
+  mkdirSync(dirname(dbPath), { recursive: true })
+  const db = openDb(dbPath)
+  migrate(db)
+  return { db, store: createJobStore(db) }
+}
+
+let nextPort = 3900 + Math.floor(Math.random() * 500)
+
+/**
+ * Starts `node dist/server.js` on 127.0.0.1 in a process group of its own, waits for /healthz, and returns
+ * { url, pid, stop }. stop() sends SIGTERM, then SIGKILL to the group after a grace period.
+ */
+export async function startServer (env = {}) {
+  const port = nextPort++
+  const child = own(spawn(process.execPath, [join(DIST, 'server.js')], {
+    cwd: ROOT,
+    detached: true,
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: {
+      ...process.env,
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      LOG_LEVEL: 'warn',
+      RATE_LIMIT_MAX: '1000000',
+      MAX_PENDING: '1000000',
+      RETENTION_DAYS: '0',
+      ...env
+    }
+  }))
+  let stderr = ''
+  child.stderr.on('data', (d) => { stderr = (stderr + d).slice(-4000) })
+  const url = `http://127.0.0.1:${port}`
+  const until = Date.now() + 20_000
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}: ${stderr}`)
+    try {
+      const res = await fetch(`${url}/healthz`)
+      if (res.ok) break
+    } catch {
+      // Not listening yet.
+    }
+    if (Date.now() > until) throw new Error(`server did not answer /healthz within 20 s: ${stderr}`)
+    await sleep(50)
+  }
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return
+    const exited = new Promise((resolve) => child.once('exit', resolve))
+    try { process.kill(child.pid, 'SIGTERM') } catch { /* gone */ }
+    await Promise.race([exited, sleep(8000)])
+    try { process.kill(-child.pid, 'SIGKILL') } catch { /* gone */ }
+  }
+  return { url, pid: child.pid, child, stop, stderr: () => stderr }
+}
+
+/** POSTs a job and returns { status, body }. */
+export async function submit (url, params) {
+  const res = await fetch(`${url}/api/jobs`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(params)
+  })
+  let body = null
+  try { body = await res.json() } catch { /* no body */ }
+  return { status: res.status, body }
+}
+
+export async function getJob (url, id) {
+  const res = await fetch(`${url}/api/jobs/${id}`)
+  return res.json()
+}
+
+/** Polls a job until `pred(job)` holds or `ms` pass; returns the last job seen. */
+export async function waitJob (url, id, pred, ms = 30_000, every = 10) {
+  const until = Date.now() + ms
+  let job = await getJob(url, id)
+  while (!pred(job) && Date.now() < until) {
+    await sleep(every)
+    job = await getJob(url, id)
+  }
+  return job
+}
+
+/** True when this file is the script node was started with (so a bench also runs on its own). */
+export const isMain = (metaUrl) => process.argv[1] && fileURLToPath(metaUrl) === process.argv[1]

@@ -1,0 +1,202 @@
+// Runs the benchmarks, each in its own process group with a time limit, then writes docs/benchmarks.md from
+// the latest result of every bench (bench/results/<name>.json) and prints the summary table.
+//
+//   npm run bench                 every bench (about 8 minutes on the 2-core reference machine)
+//   node bench/run.js compute     one or more by name: compute, boot, submit, server, throughput, sse
+//   node bench/run.js --doc-only  rewrite docs/benchmarks.md from the stored results
+import { spawn } from 'node:child_process'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { loadavg, machine, printRows, RESULTS_DIR, ROOT, verdict } from './lib.js'
+
+/** Name, time limit (s), title and the method-and-caveats paragraph of each bench, in the order they run. */
+export const BENCHES = [
+  {
+    name: 'compute',
+    limit: 300,
+    title: 'Compute: the job\'s matrix product',
+    method: `One step of a job is C' = M_k·C with n×n Gaussian matrices. The job keeps C as 32-column panels and
+calls \`math.multiply(M_k, panel)\` on mathjs DenseMatrix objects of datatype 'number' (src/jobs/lyapunov.ts). The
+bench times exactly those calls, and separately a whole \`LyapunovRun\` step (which adds the Gaussian generator and
+the normalization), next to stock \`math.multiply\` of the full matrices on nested arrays and on
+\`math.matrix(…, 'dense', 'number')\`, and a plain Float64Array i-k-j loop. GF/s = 2n³ / time. Every figure is given
+by CPU time of the bench process and by wall clock: on a shared machine the wall figure counts time spent waiting for
+a core. The load average is printed with the run, and the two vCPUs share caches with whatever else runs, so even the
+CPU-time figure drops under load; ratios between columns of the same run are the robust result. Large sizes run on
+bounded slices (see the notes), which does the same per-row or per-panel work as a full product.
+OpenBLAS dgemm reaches about 71 GF/s per core on this machine (measured separately, not by this script): mathjs, being
+scalar JavaScript with a function call per multiply and per add, is two orders of magnitude below that physical
+anchor, and a plain typed-array loop is about one order below it.`
+  },
+  {
+    name: 'boot',
+    limit: 150,
+    title: 'Worker boot and worker memory',
+    method: `Forks dist/jobs/worker.js exactly as \`scheduler.spawnWorker\` does (token in argv, NONSTOP_* environment,
+ipc channel, niceness 10), claims a tiny job for its token through the store at once, as the scheduler does when it
+forks for a job, and reads the job's \`heartbeat_at\`, which the worker writes with its own clock on its first
+heartbeat (the one that sets \`pid\`). "Ready" is when the worker has the database file open (polled in
+/proc/<pid>/fd every 2 ms): by then every import, mathjs included, is loaded. The warm-spare line forks a worker,
+lets it idle for a second, then claims: that is the latency a submit sees when a spare is waiting. The bare-fork line
+is Node's own floor (fork → exit of an empty module). Memory: a worker computing n = 1000 for three steps, VmHWM
+from /proc/<pid>/status polled every 100 ms.`
+  },
+  {
+    name: 'submit',
+    limit: 150,
+    title: 'Submit → running, with and without the warm spare',
+    method: `A real server (MAX_CONCURRENCY=2) on a fresh database; jobs (n = 50, one step) are submitted one at a time,
+each after the previous one finished and a 600 ms pause (time for a new spare to boot). "Running" is the job's
+\`startedAt\` (set by the claim) and "first heartbeat" its \`heartbeatAt\` (written once by the worker with its pid;
+a job this short writes no second one), both minus the client's clock just before the POST. Run with WARM_SPARE=true
+and WARM_SPARE=false in the same bench.`
+  },
+  {
+    name: 'server',
+    limit: 240,
+    title: 'Server at scale and under load',
+    method: `100 000 jobs are inserted with raw SQL in one transaction before the server starts (85 % done with a result,
+8 % failed, 7 % canceled), then the server starts with MAX_CONCURRENCY=2. Store at scale: one keep-alive connection
+issues 200 sequential requests per URL (first page of 50, a deep page by cursor, each status filter) and the
+per-request latency is measured in the client with sub-millisecond resolution. Responsiveness: autocannon, 10
+connections for 8 s each against GET /api/jobs and GET /, with latencies recorded per response. Both are measured
+idle and then while two n = 1000 jobs compute (both cores busy, each worker writing a heartbeat every second and an
+8 MB checkpoint every step) in the same run. Server RSS is VmRSS/VmHWM of the server process from /proc.`
+  },
+  {
+    name: 'throughput',
+    limit: 200,
+    title: 'Throughput of tiny jobs',
+    method: `2000 jobs of n = 2, one step, POSTed 50 at a time concurrently to a server with MAX_CONCURRENCY=2 and the
+warm spare on; the bench counts 201s, 429s and 5xx, then waits for the queue to drain (at most 75 s) and divides the
+jobs finished by the time from the first submit to the last finish. Where the time goes comes from the rows
+themselves: claim (\`started_at\`), first worker heartbeat (\`heartbeat_at\`) and finish (\`finished_at\`), and the gap
+between one job's finish and the next claim on the freed slot.`
+  },
+  {
+    name: 'sse',
+    limit: 60,
+    title: 'Progress latency: worker write → SSE event',
+    method: `Only run when GET /api/events exists. A worker's progress write sets \`updated_at\` in the row; the bench
+opens the event stream, runs a job that beats every 100 ms and measures, for each event of that job, the time between
+its \`updatedAt\` (the worker's clock) and the event's arrival at the client.`
+  }
+]
+
+const DOC = join(ROOT, 'docs', 'benchmarks.md')
+
+function readResult (name) {
+  const file = join(RESULTS_DIR, `${name}.json`)
+  if (!existsSync(file)) return null
+  try {
+    return JSON.parse(readFileSync(file, 'utf8'))
+  } catch {
+    return null
+  }
+}
+
+async function runOne (bench) {
+  const started = Date.now()
+  console.log(`\n### ${bench.name} (limit ${bench.limit} s, load average ${loadavg()})`)
+  const child = spawn(process.execPath, [join(ROOT, 'bench', `${bench.name}.js`)], { cwd: ROOT, detached: true, stdio: 'inherit' })
+  const done = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })))
+  const timer = setTimeout(() => {
+    console.error(`${bench.name}: over its ${bench.limit} s limit; killing it`)
+    try { process.kill(-child.pid, 'SIGKILL') } catch { /* gone */ }
+  }, bench.limit * 1000)
+  const stopAll = () => { try { process.kill(-child.pid, 'SIGKILL') } catch { /* gone */ } }
+  process.once('SIGINT', stopAll)
+  const { code, signal } = await done
+  clearTimeout(timer)
+  process.removeListener('SIGINT', stopAll)
+  // Whatever the bench left behind (a server, its workers) is in its process group.
+  try { process.kill(-child.pid, 'SIGKILL') } catch { /* nothing left */ }
+  const result = readResult(bench.name)
+  const fresh = result && Date.parse(result.machine.date) >= Math.floor(started / 1000) * 1000 - 1000
+  if (code !== 0 || !fresh) {
+    console.error(`${bench.name}: failed (exit ${code ?? signal}); its previous result, if any, is kept in the report`)
+    return false
+  }
+  return true
+}
+
+const cell = (s) => String(s).replaceAll('|', '\\|').replaceAll('\n', ' ')
+
+function computeTable (result) {
+  const lines = [
+    '| n | job product (32-col panels) | job step (RNG + normalize) | stock `multiply`, arrays | stock `multiply`, dense number | Float64Array i-k-j | job ÷ stock dense | job ÷ stock arrays |',
+    '|---|---|---|---|---|---|---|---|'
+  ]
+  const f = (x) => (x ? `${x.cpu} (wall ${x.wall})` : '—')
+  for (const r of result.table) {
+    lines.push(`| ${r.n} | ${f(r.panel)} | ${f(r.step)} | ${f(r.stockArrays)} | ${f(r.stockDense)} | ${f(r.ikj)} | ${r.vsStockDense}× | ${r.vsStockArrays}× |`)
+  }
+  lines.push('', 'GF/s by CPU time (wall clock in brackets).', '', '| panel width at n = 1000 | GF/s (CPU time), best of 3 | the 3 runs |', '|---|---|---|')
+  for (const w of result.widths) lines.push(`| ${w.width} | ${w.cpuGflops} | ${w.runs.join(', ')} |`)
+  return lines.join('\n')
+}
+
+function writeDoc () {
+  const results = BENCHES.map((b) => ({ bench: b, result: readResult(b.name) }))
+  const m = machine()
+  const out = []
+  out.push('# Benchmarks', '')
+  out.push('Measured by `npm run bench` (bench/run.js; one bench alone: `node bench/run.js <name>`, names:',
+    `${BENCHES.map((b) => b.name).join(', ')}). Each bench runs in its own process group with a time limit; servers listen on`,
+    '127.0.0.1 only and every process a bench started is killed when it ends. This file is generated from the latest',
+    'result of each bench (bench/results/, not committed).', '')
+  out.push('## Machine', '')
+  out.push(`- CPU: ${m.cpu}${m.simd ? ` (${m.simd})` : ''}`, `- Cores: ${m.cores}`, `- Memory: ${m.memoryGiB} GiB`, `- Node: ${m.node}`,
+    `- Report written: ${m.date}`, '')
+  out.push('The machine is shared: other processes (test suites, other servers) were running during these benchmarks, so',
+    'each bench records the load average it ran under. Targets that compare two conditions (idle vs loaded, spare vs no',
+    'spare, mathjs vs stock) measure both in the same run.', '')
+  out.push('## Results', '', '| bench | metric | target | measured | result |', '|---|---|---|---|---|')
+  for (const { bench, result } of results) {
+    if (!result) {
+      out.push(`| ${bench.name} | — | — | TODO: not run yet | — |`)
+      continue
+    }
+    for (const r of result.rows) out.push(`| ${bench.name} | ${cell(r.metric)} | ${cell(r.target)} | ${cell(r.measured)} | ${verdict(r.pass)} |`)
+  }
+  out.push('')
+  for (const { bench, result } of results) {
+    out.push(`## ${bench.title}`, '')
+    out.push(bench.method.replaceAll('\n', ' '), '')
+    if (!result) {
+      out.push('TODO: no result yet.', '')
+      continue
+    }
+    out.push(`Run ${result.machine.date}, load average ${result.loadavg} at the end of the bench.`, '')
+    if (bench.name === 'compute' && result.table) out.push(computeTable(result), '')
+    if (result.detail) out.push(result.detail, '')
+    for (const note of result.notes ?? []) out.push(`- ${note}`)
+    if ((result.notes ?? []).length > 0) out.push('')
+  }
+  writeFileSync(DOC, out.join('\n'))
+  return results
+}
+
+const args = process.argv.slice(2)
+const docOnly = args.includes('--doc-only')
+const names = args.filter((a) => !a.startsWith('--'))
+const unknown = names.filter((n) => !BENCHES.some((b) => b.name === n))
+if (unknown.length > 0) {
+  console.error(`unknown bench: ${unknown.join(', ')}; known: ${BENCHES.map((b) => b.name).join(', ')}`)
+  process.exit(2)
+}
+const selected = names.length > 0 ? BENCHES.filter((b) => names.includes(b.name)) : BENCHES
+let failed = 0
+if (!docOnly) {
+  for (const bench of selected) {
+    if (!(await runOne(bench))) failed++
+    await sleep(500)
+  }
+}
+const results = writeDoc()
+console.log('\n\n######## summary (docs/benchmarks.md)')
+for (const { bench, result } of results) {
+  if (result && (docOnly || selected.includes(bench))) printRows(`${bench.name} @ ${result.machine.date}`, result.rows)
+}
+process.exit(failed > 0 ? 1 : 0)
