@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs'
-import t from 'tap'
 import { chromium } from 'playwright-core'
+import t from 'tap'
 import { api, startServer } from '../fixtures/helpers.js'
 
 // Swagger UI in a real headless Chromium against the built server (npm run build first), under the CSP the
