@@ -103,7 +103,7 @@ function askToken () {
 }
 
 /** fetch for the JSON API: sends the stored token, asks for one on a 401 and retries once, throws ApiError. */
-async function api (path, { method = 'GET', body } = {}) {
+async function api (path, { body, method = body === undefined ? 'GET' : 'POST' } = {}) {
   for (let attempt = 0; ; attempt++) {
     const headers = { accept: 'application/json' }
     if (body !== undefined) headers['content-type'] = 'application/json'
