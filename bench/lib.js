@@ -2,6 +2,7 @@
 // 127.0.0.1 that are always killed, and the result rows every bench prints.
 import { spawn } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -151,14 +152,24 @@ export async function openStore (dbPath) {
   return { db, store: createJobStore(db) }
 }
 
-let nextPort = 3900 + Math.floor(Math.random() * 500)
+/** A TCP port that is free on 127.0.0.1 right now (the kernel picks it), so benches never meet another server. */
+function freePort () {
+  return new Promise((resolve, reject) => {
+    const probe = createServer()
+    probe.once('error', reject)
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address()
+      probe.close(() => resolve(port))
+    })
+  })
+}
 
 /**
  * Starts `node dist/server.js` on 127.0.0.1 in a process group of its own, waits for /healthz, and returns
  * { url, pid, stop }. stop() sends SIGTERM, then SIGKILL to the group after a grace period.
  */
 export async function startServer (env = {}) {
-  const port = nextPort++
+  const port = await freePort()
   const child = own(spawn(process.execPath, [join(DIST, 'server.js')], {
     cwd: ROOT,
     detached: true,
@@ -189,8 +200,13 @@ export async function startServer (env = {}) {
     if (Date.now() > until) throw new Error(`server did not answer /healthz within 20 s: ${stderr}`)
     await sleep(50)
   }
+  await sleep(100)
+  if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode} (port ${port} taken?): ${stderr}`)
   const stop = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return
+    if (child.exitCode !== null || child.signalCode !== null) {
+      console.error(`server had exited by itself (${child.exitCode ?? child.signalCode}): ${stderr}`)
+      return
+    }
     const exited = new Promise((resolve) => child.once('exit', resolve))
     try { process.kill(child.pid, 'SIGTERM') } catch { /* gone */ }
     await Promise.race([exited, sleep(8000)])
