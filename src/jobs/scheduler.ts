@@ -17,7 +17,7 @@ interface Child {
   token: string
   process: ChildProcess
   forkedAt: number
-  /** Job and lease it was given; unset while it waits as the spare. */
+  /** Job and lease it was given; unset while it waits as a spare. */
   jobId?: number
   lease?: number
 }
@@ -42,14 +42,15 @@ export type Scheduler = ReturnType<typeof createScheduler>
 
 /**
  * Starts jobs and watches them. At most MAX_CONCURRENCY jobs run at once, counted from the table, so workers
- * adopted from a previous server count too. It forks one process per job (plus, optionally, one booted spare
+ * adopted from a previous server count too. It forks one process per job (plus, optionally, booted spares
  * waiting for the next job), tells it its job only by writing the claim into SQLite, and sees every end:
  * the exit of its own children, and for any worker a heartbeat older than the lease.
  */
 export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTRY }: SchedulerOptions) {
   const children = new Map<string, Child>()
   const stats: SchedulerStats = { forks: 0, lost: 0, requeued: 0, killed: 0 }
-  let spare: Child | null = null
+  /** Booted workers waiting for a job: one while the queue is empty, one per slot while jobs wait. */
+  const spares: Child[] = []
   let timer: NodeJS.Timeout | null = null
   let queued = false
   let stopping = false
@@ -78,7 +79,8 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
 
   function onExit (child: Child, code: number | null, signal: NodeJS.Signals | null): void {
     children.delete(child.token)
-    if (spare === child) spare = null
+    const idle = spares.indexOf(child)
+    if (idle >= 0) spares.splice(idle, 1)
     if (child.jobId !== undefined && child.lease !== undefined) {
       const row = store.get(child.jobId)
       if (row && row.status === 'running' && row.lease === child.lease) {
@@ -159,18 +161,21 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
       running++
     }
     for (let free = config.maxConcurrency - running; free > 0; free--) {
-      const worker = spare ?? spawnWorker()
+      const worker = spares.shift() ?? spawnWorker()
       const row = store.claimNext(worker.token)
       if (!row) {
-        spare = worker
+        spares.unshift(worker)
         break
       }
-      if (spare === worker) spare = null
       worker.jobId = row.id
       worker.lease = row.lease
       log.info({ jobId: row.id, event: 'claimed', attempt: row.attempts, worker: worker.token, pid: worker.process.pid }, 'job claimed')
     }
-    if (config.warmSpare && !spare) spare = spawnWorker()
+    // Booting costs a worker more than a tiny job does, so the next workers boot while the current ones
+    // compute: a slot that frees up is refilled by a process that is already up.
+    const wanted = !config.warmSpare ? 0 : store.hasPending() ? config.maxConcurrency : 1
+    while (spares.length < wanted) spares.push(spawnWorker())
+    while (spares.length > wanted) spares.pop()?.process.kill('SIGTERM')
   }
 
   /** Runs a tick soon, once, however many times it is called meanwhile. */
@@ -216,9 +221,9 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
       return [...children.values()].map((c) => c.process.pid).filter((p): p is number => p !== undefined)
     },
 
-    /** Whether the spare is forked (booted or booting). */
-    hasSpare (): boolean {
-      return spare !== null
+    /** Number of spare workers forked (booted or booting) and waiting for a job. */
+    spareCount (): number {
+      return spares.length
     },
 
     /**
@@ -229,7 +234,7 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
       if (stopping) return
       stopping = true
       if (timer) clearInterval(timer)
-      spare?.process.kill('SIGTERM')
+      for (const idle of spares.splice(0)) idle.process.kill('SIGTERM')
       const running = store.running()
       for (const row of running) store.requestStop(row.id, 'release')
       const released = await waitFor(() => store.running().length === 0, config.shutdownGraceMs)

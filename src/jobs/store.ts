@@ -75,6 +75,7 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     WHERE id = @id AND status = 'pending'
     RETURNING *`)
   const runningStmt = db.prepare<[], JobRow>("SELECT * FROM jobs WHERE status = 'running'")
+  const anyPendingStmt = db.prepare<[], number>("SELECT 1 FROM jobs WHERE status = 'pending' LIMIT 1").pluck()
   const assignedStmt = db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE worker = ? AND status = 'running'")
   const beatStmt = db.prepare<{ id: number, lease: number, pid: number | null, step: number, progress: number, now: number }, { stop_request: StopRequest | null }>(`
     UPDATE jobs SET pid = coalesce(@pid, pid), step = @step, progress = @progress, heartbeat_at = @now, updated_at = @now
@@ -260,6 +261,11 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
 
     running (): JobRow[] {
       return runningStmt.all()
+    },
+
+    /** Whether any job is waiting. */
+    hasPending (): boolean {
+      return anyPendingStmt.get() !== undefined
     },
 
     /** Asks the worker of a running job to stop; false if the job is not running. */
