@@ -1,5 +1,5 @@
 // Renders docs/dashboard.png: starts the built server on a free loopback port with a throw-away database,
-// submits a few jobs (done, canceled, running, pending), and photographs the dashboard in headless
+// submits a few jobs (done, canceled, failed, running, pending), and photographs the dashboard in headless
 // Chromium.
 //
 //   npm run build && node bench/screenshot.js [out.png] [--width=1280] [--detail]
@@ -43,8 +43,8 @@ const port = await freePort()
 const url = `http://127.0.0.1:${port}`
 const server = spawn(process.execPath, [join(ROOT, 'dist/server.js')], {
   cwd: dir,
-  env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), DB_PATH: join(dir, 'shot.db'), LOG_LEVEL: 'warn', MAX_CONCURRENCY: '2', API_TOKEN: '' },
-  stdio: ['ignore', 'ignore', 'inherit']
+  env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), DB_PATH: join(dir, 'shot.db'), LOG_LEVEL: process.env.SHOT_LOG ? 'info' : 'warn', MAX_CONCURRENCY: '2', API_TOKEN: '' },
+  stdio: ['ignore', process.env.SHOT_LOG ? 'inherit' : 'ignore', 'inherit']
 })
 let browser
 try {
@@ -91,12 +91,19 @@ try {
   await sleep(1500)
   await post(`/api/jobs/${c.id}/cancel`)
   await waitStatus(c.id, ['canceled'])
+  const f = await post('/api/jobs', { n: 300, steps: 3000, seed: 8, name: '1 s time limit', timeoutSeconds: 1 })
+  await waitStatus(f.id, ['failed'])
   await post('/api/jobs', { n: 300, steps: 60, seed: 42, name: 'n=300 sweep', priority: 5 })
-  const e = await post('/api/jobs', { n: 250, steps: 90, seed: 5, name: 'n=250 <b>sweep</b>' })
+  const e = await post('/api/jobs', { n: 250, steps: 90, seed: 5, name: 'n=250 sweep' })
   await waitStatus(e.id, ['running'])
   await post('/api/jobs', { n: 500, steps: 200, seed: 9, name: 'queued: n=500' })
-  // Let the running jobs report a few heartbeats so the progress bars, ETA and GF/s have something to show.
-  await sleep(6000)
+  // Let the running jobs get well along, so the progress bars, ETA and GF/s have something to show.
+  for (let i = 0; i < 300; i++) {
+    const job = await get(`/api/jobs/${e.id}`)
+    if (job.status !== 'running' || job.step >= job.steps * 0.4) break
+    await sleep(100)
+  }
+  await page.setViewportSize({ width, height: await page.evaluate(() => document.body.scrollHeight) })
   if (args.includes('--detail')) {
     await page.getByRole('button', { name: `Details of job ${b.id}` }).click()
     await page.waitForSelector('dialog[open]')

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs'
+import { type Browser, chromium, type Page } from 'playwright-core'
 import type { Test } from 'tap'
 import t from 'tap'
-import { type Browser, chromium, type Page } from 'playwright-core'
 import { api, type ServerProcess, startServer, waitFor } from '../fixtures/helpers.js'
 
 // The dashboard in a real headless Chromium against the built server (npm run build first).
