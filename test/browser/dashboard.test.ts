@@ -162,6 +162,24 @@ if (!existsSync(CHROMIUM)) {
     t.same(errors, [], 'no console errors')
   })
 
+  t.test('older jobs load page by page', async (t) => {
+    // Enough jobs for more than one page of 50; canceled at once so they do not keep the workers busy.
+    for (let i = 0; i < 55; i++) {
+      const { body } = await api(server.url, '/api/jobs', { body: { n: 2, steps: 1, name: `bulk ${i}`, priority: -1 } })
+      await api(server.url, `/api/jobs/${body.id}/cancel`, { method: 'POST' })
+    }
+    const { body: all } = await api(server.url, '/api/jobs?limit=500')
+    const { page, errors } = await open(t, browser, server.url)
+    await waitFor(async () => (await page.locator('#jobs tbody tr').count()) === 50, 5000, 'the first page')
+    t.pass('the first page shows 50 jobs')
+    await page.getByRole('button', { name: 'Load older jobs' }).click()
+    await waitFor(async () => (await page.locator('#jobs tbody tr').count()) === all.jobs.length, 5000, 'every job')
+    const ids = await page.locator('#jobs tbody tr').evaluateAll((trs) => trs.map((tr) => Number((tr as HTMLElement).dataset.id)))
+    t.same(ids, all.jobs.map((j: { id: number }) => j.id), 'every job, newest first')
+    t.equal(await page.locator('#more').isVisible(), false, 'no more pages')
+    t.same(errors, [], 'no console errors')
+  })
+
   t.test('with API_TOKEN set, the page asks for the token once and retries', async (t) => {
     const locked = await startServer(t, { API_TOKEN: 'let-me-in' })
     const { page, errors } = await open(t, browser, locked.url, { allow: /status of 401/ })
