@@ -40,7 +40,7 @@ t.test('with LOG_FILE, the server and its worker log a job\'s life to one file',
   t.not(started?.pid, serverPid, 'started, by another process: the worker')
   t.type(started?.worker, 'string', 'the worker line carries the worker binding')
   // The scheduler writes the claim, naming the worker it handed the job to (its token and pid).
-  t.match(byEvent('claimed'), { jobId: id, attempt: 1, worker: started?.worker, pid: started?.pid }, 'claimed, naming the worker')
+  t.match(byEvent('claimed'), { jobId: id, attempt: 1, worker: started?.worker, workerPid: started?.pid, pid: serverPid }, 'claimed by the server, naming the worker')
   const done = byEvent('done')
   t.equal(done?.pid, started?.pid, 'done, by the same worker')
   t.type(done?.elapsedMs, 'number', 'done has elapsedMs')

@@ -113,7 +113,7 @@ export function theoreticalExponent (n: number): number {
 export interface Checkpoint {
   /** Products completed (0 = only C_0 computed). */
   step: number
-  /** Serialized state: Σ ln g_k, compute ms so far, then C_step column by column. */
+  /** Serialized state (see LyapunovRun.checkpoint for the layout). */
   state: Buffer
 }
 
@@ -154,11 +154,6 @@ export class LyapunovRun {
   /** True once all steps are done. */
   get finished (): boolean {
     return this.step >= this.steps
-  }
-
-  /** True between steps: the only points where a checkpoint is taken. */
-  get atStepBoundary (): boolean {
-    return this.m === null
   }
 
   /** Fraction of the whole run done, 0..1, counting panels within the current step. */
@@ -212,15 +207,25 @@ export class LyapunovRun {
     this.computeMs += performance.now() - t
   }
 
-  /** The state at the current step boundary. */
+  /**
+   * The state now, between any two units of work. Mid-step it also holds the panels of C' already computed
+   * (and their squared norms), so a resumed run redoes at most one unit, not a whole step: at n = 2000 a step
+   * is tens of seconds. M_k is not saved: it is regenerated from (seed, k).
+   *
+   * Layout (float64): Σ ln g, compute ms, panels of C' done (J), J squared norms, C column by column,
+   * then the J panels of C' column by column.
+   */
   checkpoint (): Checkpoint {
-    if (!this.atStepBoundary) throw new Error('a checkpoint is only taken between steps')
     const n = this.n
-    const out = new Float64Array(2 + n * n)
+    const done = this.next.length
+    const doneColumns = Math.min(n, done * PANEL_WIDTH)
+    const out = new Float64Array(3 + done + n * n + doneColumns * n)
     out[0] = this.logSum
     out[1] = this.computeMs
-    let offset = 2
-    for (const panel of this.panels) {
+    out[2] = done
+    let offset = 3
+    for (const sq of this.nextSq) out[offset++] = sq
+    for (const panel of [...this.panels, ...this.next]) {
       const rows = panel.valueOf() as number[][]
       const w = rows[0].length
       for (let j = 0; j < w; j++) for (let i = 0; i < n; i++) out[offset++] = rows[i][j]
@@ -230,25 +235,34 @@ export class LyapunovRun {
 
   private restore (from: Checkpoint): void {
     const n = this.n
-    const expected = (2 + n * n) * 8
-    if (from.state.byteLength !== expected) {
-      throw new Error(`checkpoint holds ${from.state.byteLength} bytes, expected ${expected} for n=${n}`)
-    }
     if (!Number.isInteger(from.step) || from.step < 0 || from.step > this.steps) {
       throw new Error(`checkpoint step ${from.step} is outside 0..${this.steps}`)
     }
-    const data = new Float64Array(new Uint8Array(from.state).buffer)
+    const data = from.state.byteLength % 8 === 0 && from.state.byteLength >= 24
+      ? new Float64Array(new Uint8Array(from.state).buffer)
+      : new Float64Array(0)
+    const done = data.length > 0 ? data[2] : -1
+    const expected = 3 + done + n * n + Math.min(n, done * PANEL_WIDTH) * n
+    if (!Number.isInteger(done) || done < 0 || done >= this.panelCount || data.length !== expected) {
+      throw new Error(`checkpoint holds ${from.state.byteLength} bytes, expected ${expected * 8} for n=${n} with ${done} panels done`)
+    }
     this.logSum = data[0]
     this.computeMs = data[1]
     this.step = from.step
-    this.panels = []
-    let offset = 2
-    for (let p = 0; p < n; p += PANEL_WIDTH) {
-      const w = Math.min(PANEL_WIDTH, n - p)
-      const rows: number[][] = Array.from({ length: n }, () => new Array(w))
-      for (let j = 0; j < w; j++) for (let i = 0; i < n; i++) rows[i][j] = data[offset++]
-      this.panels.push(math.matrix(rows, 'dense', 'number'))
+    this.nextSq = Array.from(data.subarray(3, 3 + done))
+    let offset = 3 + done
+    const readPanels = (count: number): Matrix[] => {
+      const panels: Matrix[] = []
+      for (let p = 0; p < count; p++) {
+        const w = Math.min(PANEL_WIDTH, n - p * PANEL_WIDTH)
+        const rows: number[][] = Array.from({ length: n }, () => new Array(w))
+        for (let j = 0; j < w; j++) for (let i = 0; i < n; i++) rows[i][j] = data[offset++]
+        panels.push(math.matrix(rows, 'dense', 'number'))
+      }
+      return panels
     }
+    this.panels = readPanels(this.panelCount)
+    this.next = readPanels(done)
   }
 
   /** The answer; only once finished. */

@@ -1,5 +1,6 @@
 import { type ChildProcess, fork } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import type { Config } from '../config.js'
 import type { Logger } from '../log.js'
@@ -8,6 +9,9 @@ import { type JobRow, WORKER_ENV } from './types.js'
 
 /** The worker entry beside this module, with the extension this process runs (.ts under tests, .js in dist/). */
 export const WORKER_ENTRY = fileURLToPath(new URL(`./worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url))
+
+/** A runnable worker silent for this many leases is taken as hung rather than starved of CPU. */
+const UNRESPONSIVE_LEASES = 6
 
 /** How often the scheduler looks at the table even when nothing told it to. */
 const TICK_MS = 250
@@ -54,6 +58,7 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
   let timer: NodeJS.Timeout | null = null
   let queued = false
   let stopping = false
+  let lastTickAt: number | null = null
 
   function spawnWorker (): Child {
     const token = randomBytes(8).toString('hex')
@@ -106,7 +111,7 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
     stats.lost++
     if (outcome === 'requeued') stats.requeued++
     const checkpoint = store.checkpointInfo(row.id)
-    const fields = { jobId: row.id, attempt: row.attempts, pid: row.pid, reason, resumeFromStep: checkpoint?.step ?? 0 }
+    const fields = { jobId: row.id, attempt: row.attempts, workerPid: row.pid, reason, resumeFromStep: checkpoint?.step ?? 0 }
     if (outcome === 'failed') log.error({ ...fields, event: 'failed' }, 'job failed: no attempts left')
     else log.warn({ ...fields, event: 'requeued' }, 'job lost its worker; back to pending')
   }
@@ -123,12 +128,21 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
     }
   }
 
-  const alive = (pid: number): boolean => {
+  /** Whether a worker process can still make progress: 'stopped' is a frozen one (SIGSTOP, a debugger). */
+  function processState (pid: number): 'alive' | 'stopped' | 'gone' {
     try {
-      process.kill(pid, 0)
-      return true
-    } catch (err) {
-      return (err as NodeJS.ErrnoException).code === 'EPERM'
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+      const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
+      if (state === 'Z' || state === 'X') return 'gone'
+      return state === 'T' || state === 't' ? 'stopped' : 'alive'
+    } catch {
+      // No /proc here, or no such process: ask the kernel the portable way.
+      try {
+        process.kill(pid, 0)
+        return 'alive'
+      } catch (err) {
+        return (err as NodeJS.ErrnoException).code === 'EPERM' ? 'alive' : 'gone'
+      }
     }
   }
 
@@ -147,15 +161,20 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
         settle(row, 'worker did not stop in time and was killed')
         continue
       }
-      const stale = row.heartbeat_at === null || now - row.heartbeat_at > config.leaseMs
-      if (stale) {
-        // A live worker beats every HEARTBEAT_MS between blocks of work, however long the job; silence past
-        // the lease means dead or frozen. A frozen one that wakes finds its lease gone and writes nothing.
-        lose(row, `no heartbeat for ${Math.round((now - (row.heartbeat_at ?? 0)) / 1000)} s (worker pid ${row.pid ?? 'unknown'})`)
+      // The lease: a live worker beats every HEARTBEAT_MS between units of work, however long the job runs.
+      // Silence past the lease from a process that is gone or frozen means the job is lost (a frozen one that
+      // wakes finds its lease moved on and writes nothing). A process that is still runnable is only starved
+      // of CPU, so it keeps its job until it has been silent for UNRESPONSIVE_LEASES leases.
+      const silentMs = now - (row.heartbeat_at ?? 0)
+      const pid = own?.process.pid ?? row.pid
+      const state = pid ? processState(pid) : 'alive'
+      if (state === 'gone' && !own) {
+        lose(row, `worker pid ${pid} is gone`)
         continue
       }
-      if (!own && row.pid !== null && !alive(row.pid)) {
-        lose(row, `worker pid ${row.pid} is gone`)
+      if (silentMs > config.leaseMs && (state !== 'alive' || silentMs > UNRESPONSIVE_LEASES * config.leaseMs)) {
+        const why = state === 'stopped' ? 'frozen' : state === 'gone' ? 'gone' : 'unresponsive'
+        lose(row, `no heartbeat for ${Math.round(silentMs / 1000)} s (worker pid ${pid ?? 'unknown'} ${why})`)
         continue
       }
       running++
@@ -169,13 +188,14 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
       }
       worker.jobId = row.id
       worker.lease = row.lease
-      log.info({ jobId: row.id, event: 'claimed', attempt: row.attempts, worker: worker.token, pid: worker.process.pid }, 'job claimed')
+      log.info({ jobId: row.id, event: 'claimed', attempt: row.attempts, worker: worker.token, workerPid: worker.process.pid }, 'job claimed')
     }
     // Booting costs a worker more than a tiny job does, so the next workers boot while the current ones
     // compute: a slot that frees up is refilled by a process that is already up.
     const wanted = !config.warmSpare ? 0 : store.hasPending() ? config.maxConcurrency : 1
     while (spares.length < wanted) spares.push(spawnWorker())
     while (spares.length > wanted) spares.pop()?.process.kill('SIGTERM')
+    lastTickAt = now
   }
 
   /** Runs a tick soon, once, however many times it is called meanwhile. */
@@ -219,6 +239,11 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
     /** Pids of the worker processes this server forked and that have not exited. */
     childPids (): number[] {
       return [...children.values()].map((c) => c.process.pid).filter((p): p is number => p !== undefined)
+    },
+
+    /** When the last scheduling pass completed (epoch ms), for /readyz; null before the first. */
+    lastTickAt (): number | null {
+      return lastTickAt
     },
 
     /** Number of spare workers forked (booted or booting) and waiting for a job. */

@@ -106,12 +106,11 @@ export interface JobRun {
   readonly step: number
   readonly steps: number
   readonly finished: boolean
-  /** True where checkpoint() may be called. */
-  readonly atStepBoundary: boolean
   /** 0..1 of the whole job. */
   readonly fraction: number
   /** One bounded slice of work. */
   advance (): void
+  /** The state from which createRun continues bit for bit; callable between any two advance() calls. */
   checkpoint (): Checkpoint
   result (): object
 }

@@ -98,7 +98,7 @@ async function runJob (row: JobRow): Promise<Ending> {
     run = type.createRun(JSON.parse(row.params), checkpoint)
   } catch (err) {
     const message = `cannot start: ${coerceError(err).message}`
-    jobLog.error({ err }, 'job failed')
+    jobLog.error({ err, event: 'failed', reason: message }, 'job failed')
     return store.fail(id, lease, message).ok ? 'failed' : lost()
   }
   jobLog.info({ event: 'started', resumedFromStep: checkpoint?.step ?? null, steps: run.steps }, 'job started')
@@ -108,10 +108,11 @@ async function runJob (row: JobRow): Promise<Ending> {
   let lastCheckpoint = lastBeat
   let lastYield = lastBeat
   let lastLog = lastBeat
+  let checkpointEvery = checkpointMs
 
   const stop = (request: StopRequest): Ending => {
-    // Give the next attempt as little to redo as possible: a checkpoint at a step boundary first.
-    if (request === 'release' && run.atStepBoundary && !run.finished) {
+    // Give the next attempt as little to redo as possible: a checkpoint first.
+    if (request === 'release' && !run.finished) {
       if (!store.saveCheckpoint(id, lease, run.checkpoint(), progressOf()).ok) return lost()
     }
     if (!store.stopped(id, lease, request).ok) return lost()
@@ -124,9 +125,11 @@ async function runJob (row: JobRow): Promise<Ending> {
       run.advance()
       const now = Date.now()
       let written: Fenced<StopRequest | null> | null = null
-      if (run.atStepBoundary && !run.finished && checkpointMs >= 0 && now - lastCheckpoint >= checkpointMs) {
+      if (!run.finished && now - lastCheckpoint >= checkpointEvery) {
         written = store.saveCheckpoint(id, lease, run.checkpoint(), progressOf())
-        lastCheckpoint = lastBeat = now
+        lastCheckpoint = lastBeat = Date.now()
+        // A checkpoint of a large matrix is not free: keep its cost under ~5 % of the computing time.
+        checkpointEvery = Math.max(checkpointMs, 20 * (lastCheckpoint - now))
       } else if (now - lastBeat >= heartbeatMs) {
         written = store.beat(id, lease, { step: run.step, progress: progressOf() })
         lastBeat = now
@@ -149,7 +152,7 @@ async function runJob (row: JobRow): Promise<Ending> {
     return 'done'
   } catch (err) {
     const error = coerceError(err)
-    jobLog.error({ err: error }, 'job failed')
+    jobLog.error({ err: error, event: 'failed', reason: error.message }, 'job failed')
     return store.fail(id, lease, error.message).ok ? 'failed' : lost()
   }
 }

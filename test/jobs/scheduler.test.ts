@@ -2,10 +2,10 @@ import { readFileSync } from 'node:fs'
 import type { Test } from 'tap'
 import t from 'tap'
 import type { Config } from '../../src/config.js'
-import { createScheduler } from '../../src/jobs/scheduler.js'
 import { LyapunovRun } from '../../src/jobs/lyapunov.js'
-import { createLogger } from '../../src/log.js'
+import { createScheduler } from '../../src/jobs/scheduler.js'
 import type { NewJob } from '../../src/jobs/types.js'
+import { createLogger } from '../../src/log.js'
 import { pidRunning, testConfig, tmpDb, waitFor } from '../fixtures/helpers.js'
 
 /** A real scheduler forking real workers on a temp database file; stopped at teardown. */
