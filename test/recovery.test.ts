@@ -30,11 +30,6 @@ function place (t: Test) {
   return { DB_PATH: join(dir, 'jobs.db'), LOG_FILE: join(dir, 'nonstop.log') }
 }
 
-/** Kills what a test left behind: a whole process group (server and workers). */
-function killGroupAtEnd (t: Test, pgid: number): void {
-  t.teardown(() => { try { process.kill(-pgid, 'SIGKILL') } catch {} })
-}
-
 async function job (url: string, id: number) {
   return (await api(url, `/api/jobs/${id}`)).body
 }
@@ -42,8 +37,7 @@ async function job (url: string, id: number) {
 t.test('server killed with SIGKILL, workers alive → restart → the job finishes in its original worker', async (t) => {
   const env = { ...FAST, ...place(t) }
   const params = { n: 60, steps: 2500, seed: 7 }
-  const first = await startServer(t, env, { detached: true })
-  killGroupAtEnd(t, first.proc.pid!)
+  const first = await startServer(t, env)
   const { body: created } = await api(first.url, '/api/jobs', { body: params })
   const pid = await waitFor(async () => { const j = await job(first.url, created.id); return j.step > 0 && j.pid }, 30_000, 'progress')
   first.proc.kill('SIGKILL')
@@ -51,8 +45,7 @@ t.test('server killed with SIGKILL, workers alive → restart → the job finish
   const stepAtKill = (await waitFor(() => pidRunning(pid), 1000, 'worker still alive')) && Date.now()
   t.ok(stepAtKill, `worker ${pid} survived its server`)
 
-  const second = await startServer(t, env, { detached: true })
-  killGroupAtEnd(t, second.proc.pid!)
+  const second = await startServer(t, env)
   const adopted = await job(second.url, created.id)
   t.equal(adopted.status, 'running', 'the new server shows it running (adopted)')
   t.equal(adopted.attempts, 1, 'still the first attempt')
@@ -69,8 +62,7 @@ t.test('server killed with SIGKILL, workers alive → restart → the job finish
 t.test('server and workers killed together → restart → resumed from the checkpoint, identical answer', async (t) => {
   const env = { ...FAST, ...place(t) }
   const params = { n: 60, steps: 2500, seed: 8 }
-  const first = await startServer(t, env, { detached: true })
-  killGroupAtEnd(t, first.proc.pid!)
+  const first = await startServer(t, env)
   const { body: created } = await api(first.url, '/api/jobs', { body: params })
   await waitFor(async () => (await job(first.url, created.id)).step > 300, 60_000, 'step 300')
   const db = openDb(env.DB_PATH)
@@ -81,8 +73,7 @@ t.test('server and workers killed together → restart → resumed from the chec
   db.close()
   t.ok(saved.step > 0, `a checkpoint existed (step ${saved.step})`)
 
-  const second = await startServer(t, env, { detached: true })
-  killGroupAtEnd(t, second.proc.pid!)
+  const second = await startServer(t, env)
   const done = await waitFor(async () => { const j = await job(second.url, created.id); return j.status === 'done' && j }, 90_000, 'done')
   const started = second.logs().filter((l) => l.jobId === created.id && l.event === 'started')
   const resumedFrom = started.at(-1)?.resumedFromStep as number
@@ -101,8 +92,7 @@ t.test('server and workers killed together → restart → resumed from the chec
 t.test('graceful stop (SIGTERM): exit 0, no worker left, jobs pending; the next start resumes them', async (t) => {
   const env = { ...FAST, ...place(t) }
   const params = { n: 60, steps: 2000, seed: 9 }
-  const first = await startServer(t, env, { detached: true })
-  killGroupAtEnd(t, first.proc.pid!)
+  const first = await startServer(t, env)
   const { body: created } = await api(first.url, '/api/jobs', { body: params })
   await waitFor(async () => (await job(first.url, created.id)).step > 100, 60_000, 'progress')
   const workerPids = first.logs().filter((l) => l.worker && typeof l.pid === 'number').map((l) => l.pid as number)
@@ -118,8 +108,7 @@ t.test('graceful stop (SIGTERM): exit 0, no worker left, jobs pending; the next 
   t.equal(row.attempts, 0, 'no attempt charged')
   t.ok(cp && cp.step > 0, `checkpoint at step ${cp?.step}`)
 
-  const second = await startServer(t, env, { detached: true })
-  killGroupAtEnd(t, second.proc.pid!)
+  const second = await startServer(t, env)
   const done = await waitFor(async () => { const j = await job(second.url, created.id); return j.status === 'done' && j }, 60_000, 'done')
   const resumed = second.logs().filter((l) => l.jobId === created.id && l.event === 'started').at(-1)
   t.equal(resumed?.resumedFromStep, cp?.step, 'resumed where it was released')
@@ -132,8 +121,7 @@ t.test('graceful stop (SIGTERM): exit 0, no worker left, jobs pending; the next 
 t.test('a worker frozen past its lease loses the job; woken, it writes nothing and exits', async (t) => {
   const env = { ...FAST, LEASE_MS: '1500', ...place(t) }
   const params = { n: 60, steps: 2500, seed: 10 }
-  const server = await startServer(t, env, { detached: true })
-  killGroupAtEnd(t, server.proc.pid!)
+  const server = await startServer(t, env)
   const { body: created } = await api(server.url, '/api/jobs', { body: params })
   const frozen = await waitFor(async () => { const j = await job(server.url, created.id); return j.step > 50 && j.pid }, 30_000, 'progress')
   process.kill(frozen, 'SIGSTOP')
@@ -167,8 +155,7 @@ t.test('a worker frozen past its lease loses the job; woken, it writes nothing a
 
 t.test('attempts exhausted → failed with the reason; timeout → failed "timeout"', async (t) => {
   const env = { ...FAST, MAX_ATTEMPTS: '2', ...place(t) }
-  const server = await startServer(t, env, { detached: true })
-  killGroupAtEnd(t, server.proc.pid!)
+  const server = await startServer(t, env)
   const { body: doomed } = await api(server.url, '/api/jobs', { body: { n: 100, steps: 5000, seed: 1 } })
   for (let attempt = 1; attempt <= 2; attempt++) {
     const pid = await waitFor(async () => { const j = await job(server.url, doomed.id); return j.attempts === attempt && j.pid }, 30_000, `attempt ${attempt}`)
@@ -188,8 +175,7 @@ t.test('attempts exhausted → failed with the reason; timeout → failed "timeo
 
 t.test('a burst beyond MAX_PENDING gets only 201s and clean 429s, and every accepted job is done', async (t) => {
   const env = { ...FAST, MAX_PENDING: '60', RATE_LIMIT_MAX: '100000', LOG_LEVEL: 'warn', ...place(t) }
-  const server = await startServer(t, env, { detached: true })
-  killGroupAtEnd(t, server.proc.pid!)
+  const server = await startServer(t, env)
   const statuses: number[] = []
   const accepted: number[] = []
   for (let wave = 0; wave < 6; wave++) {
