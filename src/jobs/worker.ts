@@ -78,7 +78,8 @@ async function waitForAssignment (): Promise<JobRow | undefined> {
   }
 }
 
-type Ending = 'done' | 'failed' | 'stopped' | 'lost'
+/** How runJob ended: `lost` = the lease moved on; `abandoned` = left for the scheduler to resume. */
+type Ending = 'done' | 'failed' | 'stopped' | 'lost' | 'abandoned'
 
 async function runJob (row: JobRow): Promise<Ending> {
   const { id, lease } = row
@@ -152,6 +153,12 @@ async function runJob (row: JobRow): Promise<Ending> {
     return 'done'
   } catch (err) {
     const error = coerceError(err)
+    if (/^SQLITE_(BUSY|LOCKED)/.test(String((error as { code?: unknown }).code))) {
+      // The database stayed locked past busy_timeout: not the job's fault. Exit without an end; the scheduler
+      // sees the exit and resumes the job from its checkpoint as a new attempt.
+      jobLog.error({ err: error }, 'database busy for too long; leaving the job to be resumed')
+      return 'abandoned'
+    }
     jobLog.error({ err: error, event: 'failed', reason: error.message }, 'job failed')
     return store.fail(id, lease, error.message).ok ? 'failed' : lost()
   }
@@ -161,4 +168,5 @@ const row = await waitForAssignment()
 idle = false
 const ending = row ? await runJob(row) : 'stopped'
 db.close()
-process.exit(ending === 'failed' ? 1 : 0)
+// Non-zero when the job did not end here: failed (1), or left to be resumed (3).
+process.exit(ending === 'failed' ? 1 : ending === 'abandoned' ? 3 : 0)
