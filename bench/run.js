@@ -124,7 +124,12 @@ job); (2) worker reuse, above, which removes the boot from all but the first job
 **Server RSS.** The server is about 97 MB right after start with an *empty* database (about 50 MB anonymous memory,
 47 MB the node binary and mapped files), and the same with 100 000 rows: the rows cost nothing at rest. The growth to
 160–190 MB happens under autocannon load and is V8's young generation and heap growing with the request rate, not
-SQLite (its page cache is 2 MB by default).
+SQLite (its page cache is 2 MB by default). The same bench with the server under
+\`NODE_OPTIONS=--max-semi-space-size=2\` peaked at 149 MB instead of 180 MB (anonymous memory 81 MB instead of 110 MB
+at the end), with no clear change in latency on this noisy machine. Reaching 120 MB at peak would need that flag on
+the server process only (\`fork\` passes the server's \`execArgv\` to workers, so the scheduler would have to pass
+workers an \`execArgv\` without it: a small young generation slows the allocation-heavy mathjs loop) and less
+garbage per request (see the next paragraph).
 
 **List latency and server CPU per list request.** GET /api/jobs?limit=50 costs about 1.5 ms of server CPU
 (\`app.inject\`, 1000 rows): the query 0.33 ms, \`toJob\` for 50 rows 0.16 ms, response serialization 0.40 ms, the
@@ -134,10 +139,14 @@ finishedAt, heartbeatAt, nextCursor): written as \`{ type: ['string', 'null'] }\
 schema serializes the same bytes in 0.10 ms instead of 0.40 ms (4×). Under 10-connection autocannon that is about
 20 % of the list route's CPU.
 
-**WARM_SPARE=false.** With no spare wanted, \`tick()\` still takes \`spares.shift() ?? spawnWorker()\` for a free slot
-before it knows whether a job is pending, finds none, and then kills the worker it just forked: an idle server with
-WARM_SPARE=false forks and kills a worker every 250 ms tick. Checking \`store.hasPending()\` before forking (or
-claiming first and forking for the claimed row) avoids it.
+**WARM_SPARE=false makes an idle server fork workers in a loop.** With no spare wanted, \`tick()\` takes
+\`spares.shift() ?? spawnWorker()\` for a free slot before it knows whether a job is pending, finds none, puts the
+worker back in \`spares\`, and then kills it because \`wanted\` is 0; the killed worker's exit calls \`wake()\`, which
+runs \`tick()\` again. Measured: an idle server with WARM_SPARE=false and MAX_CONCURRENCY=2 forked about 390 workers
+per second (663 → 2620 in /metrics' \`nonstop_worker_forks_total\` over 5 s) and burned 2.65 s of CPU in those
+children per 5 s; with WARM_SPARE=true, none. Fix in src/jobs/scheduler.ts \`tick()\`: when \`spares\` is empty, only
+fork for a free slot if \`store.hasPending()\` (or claim first under a new token and fork for the claimed row), and
+do not wake on the exit of a worker the scheduler killed itself. The submit bench now reports idle forks per second.
 
 **Compute.** The job's panel product reaches about 1 GF/s by CPU time at n = 1000 in a fresh process, 3× stock
 \`math.multiply\` on dense 'number' matrices and 4× on nested arrays; no panel width from 8 to 64 is clearly better

@@ -105,9 +105,10 @@ async function phase (url, pid, seconds) {
     store[name] = await sequential(url, path, 200)
     cpu[name] = (cpuOf(pid) - c0) / 200
   }
+  const rssAfterStoreKb = procKb(pid, 'VmRSS')
   const list = await cannon(url, '/api/jobs', seconds)
   const page = await cannon(url, '/', seconds)
-  return { store, cpu, list, page }
+  return { store, cpu, list, page, rssAfterStoreKb }
 }
 
 export async function run ({ seconds = 8 } = {}) {
@@ -147,7 +148,9 @@ export async function run ({ seconds = 8 } = {}) {
     const p99 = (xs) => pct(xs, 99)
     const rows = []
     const hwmMb = round(hwmKb / 1024, 0)
-    rows.push({ metric: 'server RSS with 100k jobs (VmHWM over the whole bench)', target: '≤ 120 MB', measured: `${hwmMb} MB (idle at start ${round(rssIdleKb / 1024, 0)} MB, at end ${round(rssKb / 1024, 0)} MB)`, pass: hwmMb <= 120 })
+    const servingMb = round(idle.rssAfterStoreKb / 1024, 0)
+    rows.push({ metric: 'server RSS with 100k jobs, after 1750 list requests (before autocannon)', target: '≤ 120 MB', measured: `${servingMb} MB (${round(rssIdleKb / 1024, 0)} MB right after start)`, pass: servingMb <= 120 })
+    rows.push({ metric: 'server peak RSS (VmHWM) incl. 32 s of autocannon at ~1000 req/s', target: '≤ 120 MB', measured: `${hwmMb} MB (${round(rssKb / 1024, 0)} MB at the end)`, pass: hwmMb <= 120 })
     for (const [name] of STORE_URLS) {
       const a = p99(idle.store[name])
       const b = p99(loaded.store[name])
