@@ -62,14 +62,16 @@ issues 200 sequential requests per URL (first page of 50, a deep page by cursor,
 per-request latency is measured in the client with sub-millisecond resolution. Responsiveness: autocannon, 10
 connections for 8 s each against GET /api/jobs and GET /, with latencies recorded per response. Both are measured
 idle and then while two n = 1000 jobs compute (both cores busy, each worker writing a heartbeat every second and an
-8 MB checkpoint every step) in the same run. Server RSS is VmRSS/VmHWM of the server process from /proc.`
+8 MB checkpoint every step) in the same run: the database is in WAL mode, so those writes should not make
+reads wait, and the loaded-vs-idle columns show whether they do. Server RSS is VmRSS/VmHWM of the server process
+from /proc, after the list requests and at its peak under autocannon.`
   },
   {
     name: 'throughput',
     limit: 200,
     title: 'Throughput of tiny jobs',
     method: `2000 jobs of n = 2, one step, POSTed 50 at a time concurrently to a server with MAX_CONCURRENCY=2 and the
-warm spare on; the bench counts 201s, 429s and 5xx, then waits for the queue to drain (at most 75 s) and divides the
+warm spare on; the bench counts 201s, 429s and 5xx, then waits for the queue to drain (at most 60 s from the first submit) and divides the
 jobs finished by the time from the first submit to the last finish. Where the time goes comes from the rows
 themselves: claim (\`started_at\`), first worker heartbeat (\`heartbeat_at\`) and finish (\`finished_at\`), and the gap
 between one job's finish and the next claim on the freed slot.`
@@ -111,19 +113,29 @@ check on a read-only connection that calls \`wake()\`) drained the 2000 tiny job
 0 5xx), against 3.1 jobs/s for the committed code measured a minute later. CPU per job fell from 323 ms (worker) +
 14 ms (server) to 3.2 ms + 1.3 ms.
 
-**Worker boot (fork → first heartbeat) is Node start plus imports, at niceness 10 on a shared machine.** Fork → ready
-equals fork → first heartbeat within a few ms, so nothing after the imports matters; a bare \`fork\` of an empty
-module took 220–240 ms here at load 10–20, against about 40 ms on a quiet machine. On a quiet machine a worker's boot
-is about 150 ms of CPU; under load, the time to get that CPU at niceness 10 dominates. Boot latency is what a submit
-sees only without a spare: with the spare the first heartbeat comes 2–9 ms after the claim (p50). Two changes
-help: (1) in worker.ts, before the first \`waitForAssignment()\`, run one tiny job's worth of mathjs calls (e.g. a
-\`LyapunovRun\` with n = 2, steps = 1, to completion) so the ~110 ms of lazy mathjs set-up is spent while the worker
-is a spare, not after the claim (the throughput bench shows 300–420 ms from first heartbeat to done for an n = 2
-job); (2) worker reuse, above, which removes the boot from all but the first job of a worker.
+**Worker boot (fork → first heartbeat) is Node start plus imports, and it depends on machine load.** On a quiet
+machine (load 1–2) the median is 166 ms with a bare \`fork\` of an empty module at 77 ms; at load 10–20 (other test
+suites running) it was 520–530 ms with the bare fork at 220–240 ms. Fork → ready equals fork → first heartbeat
+within a few ms, so nothing after the imports matters. Boot latency is what a submit sees only without a spare: with
+the spare the first heartbeat comes 2–9 ms after the claim (p50). Two changes help: (1) in worker.ts, before the
+first \`waitForAssignment()\`, run one tiny job's worth of mathjs calls (e.g. a \`LyapunovRun\` with n = 2, steps = 1,
+to completion) so the ~110 ms of lazy mathjs set-up is spent while the worker is a spare, not after the claim (the
+throughput bench shows about 280 ms from first heartbeat to done for an n = 2 job); (2) worker reuse, above, which
+removes the boot from all but the first job of a worker.
+
+**Worker memory at n = 1000 is mostly V8's young generation.** The boot bench saw a peak of 241 MB under heavy load
+(before mid-step checkpoints landed, commit 1495dbd) and 270 MB on a quiet machine after. In-process, three steps of
+a \`LyapunovRun\` at n = 1000 peak at 247 MB with no checkpoint and 265 MB with a checkpoint every 0.5 s (each is up to
+2n² doubles, 16 MB, and better-sqlite3 copies it again when it binds the blob). The same with
+\`--max-semi-space-size=4\` peaks at 185–190 MB, and at 156–158 MB with \`=2\`; step speed varied 0.43–0.93 GF/s
+between identical runs on this machine, so any slowdown from the smaller young generation was below the noise. Fix:
+in scheduler.ts \`spawnWorker()\`, \`fork(workerEntry, [token], { execArgv: [...process.execArgv,
+'--max-semi-space-size=4'], ... })\`, then rerun \`node bench/run.js boot compute\` to confirm.
 
 **Server RSS.** The server is about 97 MB right after start with an *empty* database (about 50 MB anonymous memory,
-47 MB the node binary and mapped files), and the same with 100 000 rows: the rows cost nothing at rest. The growth to
-160–190 MB happens under autocannon load and is V8's young generation and heap growing with the request rate, not
+47 MB the node binary and mapped files), and the same with 100 000 rows: the rows cost nothing at rest. It reaches
+about 127 MB after the 1750 sequential list requests of the store bench, and 160–190 MB under autocannon load. That
+growth is V8's young generation and heap growing with the request rate, not
 SQLite (its page cache is 2 MB by default). The same bench with the server under
 \`NODE_OPTIONS=--max-semi-space-size=2\` peaked at 149 MB instead of 180 MB (anonymous memory 81 MB instead of 110 MB
 at the end), with no clear change in latency on this noisy machine. Reaching 120 MB at peak would need that flag on
@@ -148,13 +160,17 @@ children per 5 s; with WARM_SPARE=true, none. Fix in src/jobs/scheduler.ts \`tic
 fork for a free slot if \`store.hasPending()\` (or claim first under a new token and fork for the claimed row), and
 do not wake on the exit of a worker the scheduler killed itself. The submit bench now reports idle forks per second.
 
-**Compute.** The job's panel product reaches about 1 GF/s by CPU time at n = 1000 in a fresh process, 3× stock
-\`math.multiply\` on dense 'number' matrices and 4× on nested arrays; no panel width from 8 to 64 is clearly better
-than 32 (all within the run-to-run spread). A whole job step adds about 135 ms per step to draw M_k and about 80 ms
-of norms, and the machine's load moves every wall-clock figure by 2–4×; on a busy machine even CPU-time figures
-drop (caches are shared and time-sliced), so compare columns of one run. The physical anchor, OpenBLAS at about
-71 GF/s per core (measured separately), is 70× above the mathjs product: scalar JavaScript with a call per multiply
-and per add cannot use the AVX-512 units this CPU has.
+**Compute.** On a quiet machine the job's panel product runs at about 1.0 GF/s at every size from 250 to 2000 (its
+working set, one panel plus a row of M, stays in cache), while stock \`math.multiply\` falls off with n: at
+n = 1000 the panel product is 2.1× stock on dense 'number' matrices and 10× stock on nested arrays, at n = 2000
+5.7× and 13×. It is within 10 % of a plain Float64Array i-k-j loop up to n = 1000 and above it at n = 2000. No panel
+width from 8 to 64 is clearly better than 32 (all within 4 %, 32 the best in the quiet run). A whole job step is
+slower than its product: in isolation drawing M_k costs about 135 ms and the norms about 80 ms per step at
+n = 1000, but the step's speed also varied between 0.43 and 0.93 GF/s in identical runs while the bare product
+stayed at 0.96–1.03, which points at garbage collection of the ~33 000 short-lived row arrays each step allocates;
+\`node --cpu-prof\` on a worker would tell. The physical anchor, OpenBLAS at about 71 GF/s per core (measured
+separately), is 70× above the mathjs product: scalar JavaScript with a call per multiply and per add cannot use the
+AVX-512 units this CPU has.
 `
 
 function readResult (name) {
