@@ -120,8 +120,10 @@ within a few ms, so nothing after the imports matters. Boot latency is what a su
 the spare the first heartbeat comes 2–9 ms after the claim (p50). Two changes help: (1) in worker.ts, before the
 first \`waitForAssignment()\`, run one tiny job's worth of mathjs calls (e.g. a \`LyapunovRun\` with n = 2, steps = 1,
 to completion) so the ~110 ms of lazy mathjs set-up is spent while the worker is a spare, not after the claim (the
-throughput bench shows about 280 ms from first heartbeat to done for an n = 2 job); (2) worker reuse, above, which
-removes the boot from all but the first job of a worker.
+throughput bench shows about 280 ms from first heartbeat to done for an n = 2 job; a scratch copy with that warm-up
+took 1 ms, but the claim then waited longer for a booted spare, so tiny-job throughput stayed CPU-bound at 5–6
+jobs/s: the warm-up shortens a single job's start, not the total); (2) worker reuse, above, which removes the boot
+from all but the first job of a worker.
 
 **Worker memory at n = 1000 is mostly V8's young generation.** The boot bench saw a peak of 241 MB under heavy load
 (before mid-step checkpoints landed, commit 1495dbd) and 270 MB on a quiet machine after. In-process, three steps of
