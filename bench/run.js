@@ -25,9 +25,8 @@ by CPU time of the bench process and by wall clock: on a shared machine the wall
 a core. The load average is printed with the run, and the two vCPUs share caches with whatever else runs, so even the
 CPU-time figure drops under load; ratios between columns of the same run are the robust result. Large sizes run on
 bounded slices (see the notes), which does the same per-row or per-panel work as a full product.
-OpenBLAS dgemm reaches about 71 GF/s per core on this machine (measured separately, not by this script): mathjs, being
-scalar JavaScript with a function call per multiply and per add, is two orders of magnitude below that physical
-anchor, and a plain typed-array loop is about one order below it.`
+OpenBLAS dgemm reaches about 71 GF/s per core on this machine (measured separately, not by this script), the
+physical anchor: the mathjs product and a plain typed-array loop, both scalar JavaScript, are both about 70× below it.`
   },
   {
     name: 'boot',
