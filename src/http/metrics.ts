@@ -1,3 +1,4 @@
+/* eslint-disable no-new -- a prom-client metric registers itself in the registry given to its constructor */
 import type { FastifyPluginAsync } from 'fastify'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import type { SchedulerStats } from '../jobs/scheduler.js'

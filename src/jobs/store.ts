@@ -65,7 +65,7 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
   const requestStopStmt = db.prepare<{ id: number, request: StopRequest, now: number }>(`
     UPDATE jobs SET stop_request = @request, stop_requested_at = @now, updated_at = @now
     WHERE id = @id AND status = 'running' AND (stop_request IS NULL OR stop_request = 'release')`)
-  const deleteStmt = db.prepare<[number]>(`DELETE FROM jobs WHERE id = ? AND status IN ('done', 'failed', 'canceled')`)
+  const deleteStmt = db.prepare<[number]>("DELETE FROM jobs WHERE id = ? AND status IN ('done', 'failed', 'canceled')")
   const nextPendingStmt = db.prepare<[], JobRow>(`
     SELECT * FROM jobs WHERE status = 'pending' ORDER BY priority DESC, id LIMIT 1`)
   const claimStmt = db.prepare<{ id: number, worker: string, now: number }, JobRow>(`

@@ -19,7 +19,6 @@ import { jobTypes } from './registry.js'
 import { createJobStore, type Fenced } from './store.js'
 import { type JobRow, type JobRun, type StopRequest, WORKER_ENV } from './types.js'
 
-
 /** How often an idle worker looks for its assignment (a cheap PRAGMA data_version when nothing changed). */
 const ASSIGNMENT_POLL_MS = 3
 /** How long computation runs between two turns of the event loop, so signals are noticed. */

@@ -22,7 +22,7 @@ async function open (t: Test, browser: Browser, url: string, options: { width?: 
   page.on('pageerror', (err) => errors.push(`pageerror: ${err.message}`))
   page.on('dialog', (dialog) => {
     dialogs.push(dialog.message())
-    void dialog.dismiss()
+    dialog.dismiss().catch(() => {})
   })
   await page.goto(url)
   await page.locator('#live[data-state="live"]').waitFor({ timeout: 10_000 })
