@@ -63,6 +63,9 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
   function spawnWorker (): Child {
     const token = randomBytes(8).toString('hex')
     const child = fork(workerEntry, [token], {
+      // A smaller young generation: the product allocates row arrays that die young, and V8's default lets them
+      // pile up to ~270 MB at n = 1000; 4 MB semi-spaces keep the peak near 190 MB at no measurable speed cost.
+      execArgv: [...process.execArgv, '--max-semi-space-size=4'],
       env: {
         ...process.env,
         [WORKER_ENV.dbPath]: config.dbPath,
@@ -179,7 +182,9 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
       }
       running++
     }
-    for (let free = config.maxConcurrency - running; free > 0; free--) {
+    // Fork only for a job that is waiting: a worker forked on spec and killed again would wake this tick through
+    // its exit, forever.
+    for (let free = config.maxConcurrency - running; free > 0 && store.hasPending(); free--) {
       const worker = spares.shift() ?? spawnWorker()
       const row = store.claimNext(worker.token)
       if (!row) {
