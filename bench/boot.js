@@ -6,7 +6,7 @@ import { fork } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { WORKER_ENTRY } from '../dist/jobs/scheduler.js'
+import { WORKER_ENTRY, workerExecArgv } from '../dist/jobs/scheduler.js'
 import { isMain, median, openStore, own, pct, procKb, report, round, sleep, tempDir } from './lib.js'
 
 const newJob = (n, steps) => ({
@@ -34,7 +34,7 @@ function spawnWorker (dbPath, token, { nice = 10, usageFile = null } = {}) {
       LOG_FILE: '',
       ...(usageFile ? { BENCH_USAGE_FILE: usageFile } : {})
     },
-    execArgv: usageFile ? [...process.execArgv, '--import', `data:text/javascript,${encodeURIComponent(USAGE_HOOK)}`] : process.execArgv,
+    execArgv: usageFile ? [...workerExecArgv(), '--import', `data:text/javascript,${encodeURIComponent(USAGE_HOOK)}`] : workerExecArgv(),
     stdio: ['ignore', 'inherit', 'inherit', 'ipc']
   }))
 }

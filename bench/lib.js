@@ -164,13 +164,17 @@ function freePort () {
   })
 }
 
+/** The node flags `npm start` gives the server (package.json), so the bench measures the server as it is run. */
+export const SERVER_NODE_FLAGS = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'))
+  .scripts.start.match(/node ((?:--\S+ )*)dist\/server\.js/)[1].trim().split(/\s+/).filter(Boolean)
+
 /**
  * Starts `node dist/server.js` on 127.0.0.1 in a process group of its own, waits for /healthz, and returns
  * { url, pid, stop }. stop() sends SIGTERM, then SIGKILL to the group after a grace period.
  */
 export async function startServer (env = {}) {
   const port = await freePort()
-  const child = own(spawn(process.execPath, [join(DIST, 'server.js')], {
+  const child = own(spawn(process.execPath, [...SERVER_NODE_FLAGS, join(DIST, 'server.js')], {
     cwd: ROOT,
     detached: true,
     stdio: ['ignore', 'ignore', 'pipe'],

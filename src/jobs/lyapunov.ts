@@ -1,5 +1,5 @@
 import type { Matrix } from 'mathjs'
-import { math } from './math.js'
+import { DenseMatrix, math } from './math.js'
 
 /** Parameters of the built-in job: n×n Gaussian matrices, `steps` products, PRNG seed. */
 export interface LyapunovParams {
@@ -62,27 +62,46 @@ function streamFor (seed: number, k: number): () => number {
   return next
 }
 
-/** Fills `out` with i.i.d. standard normal numbers of stream (seed, k), by the Box–Muller transform. */
-export function fillGaussian (out: Float64Array | number[], seed: number, k: number): void {
+/** i.i.d. standard normal numbers of stream (seed, k), one at a time, by the Box–Muller transform (pairs). */
+function normals (seed: number, k: number): () => number {
   const next = streamFor(seed, k)
-  const len = out.length
-  for (let i = 0; i < len; i += 2) {
+  let spare = 0
+  let hasSpare = false
+  return () => {
+    if (hasSpare) {
+      hasSpare = false
+      return spare
+    }
     // 53-bit uniform in (0, 1]: never 0, so the logarithm is finite.
     const u1 = ((next() >>> 5) * 67108864 + (next() >>> 6) + 1) / 9007199254740992
     const u2 = ((next() >>> 5) * 67108864 + (next() >>> 6)) / 9007199254740992
     const r = Math.sqrt(-2 * Math.log(u1))
-    out[i] = r * Math.cos(2 * Math.PI * u2)
-    if (i + 1 < len) out[i + 1] = r * Math.sin(2 * Math.PI * u2)
+    spare = r * Math.sin(2 * Math.PI * u2)
+    hasSpare = true
+    return r * Math.cos(2 * Math.PI * u2)
   }
 }
 
-/** M_k as a mathjs dense matrix of datatype 'number' (so mathjs uses its plain-number kernels). */
+/** Fills `out` with the numbers of stream (seed, k), in order. */
+export function fillGaussian (out: Float64Array | number[], seed: number, k: number): void {
+  const normal = normals(seed, k)
+  for (let i = 0; i < out.length; i++) out[i] = normal()
+}
+
+/**
+ * M_k as a mathjs dense matrix of datatype 'number' (so mathjs uses its plain-number kernels), row by row from
+ * the stream. Built with the `{ data, size, datatype }` form, which mathjs takes as it is: `math.matrix(rows)`
+ * would copy all n² numbers once more.
+ */
 export function gaussianMatrix (n: number, seed: number, k: number): Matrix {
-  const flat = new Float64Array(n * n)
-  fillGaussian(flat, seed, k)
+  const normal = normals(seed, k)
   const rows: number[][] = new Array(n)
-  for (let i = 0; i < n; i++) rows[i] = Array.from(flat.subarray(i * n, (i + 1) * n))
-  return math.matrix(rows, 'dense', 'number')
+  for (let i = 0; i < n; i++) {
+    const row = new Array<number>(n).fill(0)
+    for (let j = 0; j < n; j++) row[j] = normal()
+    rows[i] = row
+  }
+  return new DenseMatrix({ data: rows, size: [n, n], datatype: 'number' })
 }
 
 // ---------------------------------------------------------------------------------------------------------
