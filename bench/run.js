@@ -91,87 +91,53 @@ const DOC = join(ROOT, 'docs', 'benchmarks.md')
  * Analysis of the missed targets. Unlike the tables, this text is not regenerated: its figures come from the
  * experiments named in it (2026-11-22, same machine), some of them on a scratch copy of dist/ outside the repo.
  */
-const FINDINGS = `## What limits the missed targets, and what would fix them
+const FINDINGS = `## What limits the missed target, and what was changed after the first runs
 
 These figures come from one-off experiments on 2026-11-22 on the same machine, some on a scratch copy of dist/ outside
 the repository; the tables above are what \`npm run bench\` measures on the code as committed.
 
-**Tiny-job throughput is bounded by the CPU cost of one process per job.** A worker that runs one n = 2 job uses
-about 310 ms of CPU from fork to exit (the boot bench's CPU-time line; the throughput bench's worker CPU per job
-agrees): Node's own start about 65 ms, imports about 90 ms (pino 25, better-sqlite3 8, the mathjs bundle 55), the
-first use of the mathjs functions about 110 ms (typed-function resolves its signatures lazily; a second run of the
-same job takes 0.2 ms), and the rest to open and migrate-check the database, write and exit. Two cores therefore
-cap one-process-per-job at about 6 jobs/s *on an idle machine*, whatever the scheduler does: more spares move boots
-earlier but do not make them cheaper. The scheduler itself is not the bottleneck: a slot is re-claimed 13–14 ms
-(p50) after its job finishes, and a booted spare picks up its claim in 2–5 ms.
-The fix is to let a worker run more than one job. A prototype on a scratch copy (worker.ts: after a job that ended
-\`done\`, set \`idle = true\` and go back to \`waitForAssignment()\`, exiting after 200 jobs, or when its RSS passes
-150 MB, or when a job did not end \`done\`; scheduler.ts \`tick()\`: a child whose job is no longer \`running\` under its
-lease rejoins \`spares\`; and, since no exit event announces a finished job any more, a 5 ms \`PRAGMA data_version\`
-check on a read-only connection that calls \`wake()\`) drained the 2000 tiny jobs at **216 jobs/s** (2000 in 9.2 s,
-0 5xx), against 3.1 jobs/s for the committed code measured a minute later. CPU per job fell from 323 ms (worker) +
-14 ms (server) to 3.2 ms + 1.3 ms.
+**Tiny-job throughput (missed: about 6 jobs/s against 15) is bounded by the CPU cost of one process per job.** A
+worker that runs one n = 2 job uses about 300–350 ms of CPU from fork to exit (the boot bench's CPU-time line; the
+throughput bench's worker CPU per job agrees): Node's own start about 65 ms, imports about 90 ms (pino 25,
+better-sqlite3 8, the mathjs bundle 55), the first use of the mathjs functions about 110 ms (typed-function resolves
+its signatures lazily), and the rest to open the database, write and exit. Two cores therefore cap
+one-process-per-job at about 6 jobs/s on an idle machine, whatever the scheduler does: spares move boots earlier but
+do not make them cheaper. The scheduler itself is not the bottleneck: a slot is re-claimed about 15 ms (p50) after
+its job finishes, and a booted spare picks up its claim in 2–5 ms.
+What would reach it: letting a worker run more than one job. A prototype on a scratch copy (after a job that ended
+\`done\`, the worker goes back to waiting for a claim, exiting after 200 jobs or 150 MB of RSS; the scheduler puts a
+child whose job ended back among the spares and watches \`PRAGMA data_version\` to learn of ends without an exit
+event) drained the 2000 tiny jobs at **216 jobs/s**, against 3–6 jobs/s for one process per job, with CPU per job
+falling from ~320 ms to ~3 ms. It is not adopted: one job per child process is the rule this server keeps (a job's
+memory, crashes and niceness stay its own), so the target is recorded as missed. A V8 startup snapshot holding a
+warmed-up mathjs would be the way to cut the per-process cost while keeping the rule; Node 20's user-land snapshots
+cannot yet load the worker's ES modules and native SQLite driver, so it was not attempted.
 
-**Worker boot (fork → first heartbeat) is Node start plus imports, and it depends on machine load.** On a quiet
-machine (load 1–2) the median is 166 ms with a bare \`fork\` of an empty module at 77 ms; at load 10–20 (other test
-suites running) it was 520–530 ms with the bare fork at 220–240 ms. Fork → ready equals fork → first heartbeat
-within a few ms, so nothing after the imports matters. Boot latency is what a submit sees only without a spare: with
-the spare the first heartbeat comes 2–9 ms after the claim (p50). Two changes help: (1) in worker.ts, before the
-first \`waitForAssignment()\`, run one tiny job's worth of mathjs calls (e.g. a \`LyapunovRun\` with n = 2, steps = 1,
-to completion) so the ~110 ms of lazy mathjs set-up is spent while the worker is a spare, not after the claim (the
-throughput bench shows about 280 ms from first heartbeat to done for an n = 2 job; a scratch copy with that warm-up
-took 1 ms, but the claim then waited longer for a booted spare, so tiny-job throughput stayed CPU-bound at 5–6
-jobs/s: the warm-up shortens a single job's start, not the total); (2) worker reuse, above, which removes the boot
-from all but the first job of a worker.
-
-**Worker memory at n = 1000 is mostly V8's young generation.** The boot bench saw a peak of 241 MB under heavy load
-(before mid-step checkpoints landed, commit 1495dbd) and 270 MB on a quiet machine after. In-process, three steps of
-a \`LyapunovRun\` at n = 1000 peak at 247 MB with no checkpoint and 265 MB with a checkpoint every 0.5 s (each is up to
-2n² doubles, 16 MB, and better-sqlite3 copies it again when it binds the blob). The same with
-\`--max-semi-space-size=4\` peaks at 185–190 MB, and at 156–158 MB with \`=2\`; step speed varied 0.43–0.93 GF/s
-between identical runs on this machine, so any slowdown from the smaller young generation was below the noise. Fix:
-in scheduler.ts \`spawnWorker()\`, \`fork(workerEntry, [token], { execArgv: [...process.execArgv,
-'--max-semi-space-size=4'], ... })\`, then rerun \`node bench/run.js boot compute\` to confirm.
-
-**Server RSS.** The server is about 97 MB right after start with an *empty* database (about 50 MB anonymous memory,
-47 MB the node binary and mapped files), and the same with 100 000 rows: the rows cost nothing at rest. It reaches
-about 127 MB after the 1750 sequential list requests of the store bench, and 160–190 MB under autocannon load. That
-growth is V8's young generation and heap growing with the request rate, not
-SQLite (its page cache is 2 MB by default). The same bench with the server under
-\`NODE_OPTIONS=--max-semi-space-size=2\` peaked at 149 MB instead of 180 MB (anonymous memory 81 MB instead of 110 MB
-at the end), with no clear change in latency on this noisy machine. Reaching 120 MB at peak would need that flag on
-the server process only (\`fork\` passes the server's \`execArgv\` to workers, so the scheduler would have to pass
-workers an \`execArgv\` without it: a small young generation slows the allocation-heavy mathjs loop) and less
-garbage per request (see the next paragraph).
-
-**List latency and server CPU per list request.** GET /api/jobs?limit=50 costs about 1.5 ms of server CPU
-(\`app.inject\`, 1000 rows): the query 0.33 ms, \`toJob\` for 50 rows 0.16 ms, response serialization 0.40 ms, the
-rest routing and hooks. Most of the serialization is fast-json-stringify's handling of \`anyOf\` for nullable fields
-(\`Type.Union([X, Type.Null()])\` in src/http/schemas.ts: name, error, pid, timeoutSeconds, retryOf, startedAt,
-finishedAt, heartbeatAt, nextCursor): written as \`{ type: ['string', 'null'] }\` (e.g. \`Type.Unsafe\`) the same
-schema serializes the same bytes in 0.10 ms instead of 0.40 ms (4×). Under 10-connection autocannon that is about
-20 % of the list route's CPU.
-
-**WARM_SPARE=false makes an idle server fork workers in a loop.** With no spare wanted, \`tick()\` takes
-\`spares.shift() ?? spawnWorker()\` for a free slot before it knows whether a job is pending, finds none, puts the
-worker back in \`spares\`, and then kills it because \`wanted\` is 0; the killed worker's exit calls \`wake()\`, which
-runs \`tick()\` again. Measured: an idle server with WARM_SPARE=false and MAX_CONCURRENCY=2 forked about 390 workers
-per second (663 → 2620 in /metrics' \`nonstop_worker_forks_total\` over 5 s) and burned 2.65 s of CPU in those
-children per 5 s; with WARM_SPARE=true, none. Fix in src/jobs/scheduler.ts \`tick()\`: when \`spares\` is empty, only
-fork for a free slot if \`store.hasPending()\` (or claim first under a new token and fork for the claimed row), and
-do not wake on the exit of a worker the scheduler killed itself. The submit bench now reports idle forks per second.
+**Changed after the first runs** (the first-run figures are in brackets):
+- Worker memory at n = 1000 [270–321 MB]: workers now run with 4 MB semi-spaces, collect garbage right after
+  writing a large checkpoint (its buffers, 8–16 MB at n = 1000 plus the driver's copy, are certain garbage then),
+  and build M_k row by row straight from the Gaussian stream into a DenseMatrix that adopts the rows instead of
+  copying a flat buffer twice: 181 MB.
+- Server memory with 100k rows [127 MB after the list requests, 185 MB peak under autocannon]: \`npm start\` runs the
+  server with \`--max-semi-space-size=2 --max-old-space-size=128\` (workers do not inherit them): 89 MB and 94 MB.
+- WARM_SPARE=false made an idle server fork about 400 workers a second (a worker forked before knowing whether a job
+  was waiting, then killed, whose exit woke the next pass): the scheduler now forks only for a waiting job; the
+  submit bench reports idle forks per second (0 / 0).
+- Nullable response fields were \`anyOf\` unions, which fast-json-stringify serializes slowly; as type arrays a
+  50-job page serializes in 0.10 ms instead of 0.40 ms.
+- A spare now calls the mathjs functions once while it waits, so the ~110 ms of lazy set-up is no longer between the
+  claim and the job's first computation (it does not change the CPU per job, hence not the throughput).
 
 **Compute.** On a quiet machine the job's panel product runs at about 1.0 GF/s at every size from 250 to 2000 (its
 working set, one panel plus a row of M, stays in cache), while stock \`math.multiply\` falls off with n: at
-n = 1000 the panel product is 2.1× stock on dense 'number' matrices and 10× stock on nested arrays, at n = 2000
-5.7× and 13×. It is within 10 % of a plain Float64Array i-k-j loop up to n = 1000 and above it at n = 2000. No panel
-width from 8 to 64 is clearly better than 32 (all within 4 %, 32 the best in the quiet run). A whole job step is
-slower than its product: in isolation drawing M_k costs about 135 ms and the norms about 80 ms per step at
-n = 1000, but the step's speed also varied between 0.43 and 0.93 GF/s in identical runs while the bare product
-stayed at 0.96–1.03, which points at garbage collection of the ~33 000 short-lived row arrays each step allocates;
-\`node --cpu-prof\` on a worker would tell. The physical anchor, OpenBLAS at about 71 GF/s per core (measured
-separately), is 70× above the mathjs product: scalar JavaScript with a call per multiply and per add cannot use the
-AVX-512 units this CPU has.
+n = 1000 the panel product is 2–3× stock on dense 'number' matrices and about 10× stock on nested arrays. It is within
+10 % of a plain Float64Array i-k-j loop up to n = 1000 and above it at n = 2000. No panel width from 8 to 64 is
+clearly better than 32. A whole job step is slower than its product: drawing M_k costs about 135 ms and the norms
+and the normalization about 130 ms per step at n = 1000, and after the first step each panel product takes about a
+third longer than in isolation (seen with a step that only adds \`math.divide\` between products; the arrays keep
+the same packed-double layout, so the cause is not the data layout; left for a CPU profile). The physical anchor,
+OpenBLAS at about 71 GF/s per core (measured separately), is 70× above the mathjs product: scalar JavaScript with a
+call per multiply and per add cannot use the AVX-512 units this CPU has.
 `
 
 function readResult (name) {
