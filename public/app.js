@@ -137,10 +137,10 @@ function floorId () {
   return min
 }
 
-/** Takes a job from the API or the stream; ignores states older than the one shown. */
+/** Takes a job from the API or the stream; ignores states older than the one shown (by version, which follows commit order). */
 function upsert (job, { fromList = false } = {}) {
   const old = jobs.get(job.id)
-  if (old && old.updatedAt > job.updatedAt) return
+  if (old && old.version > job.version) return
   if (!old && !fromList && nextCursor !== null && job.id < floorId()) return
   jobs.set(job.id, job)
   if (job.status === 'running' && job.step > 0) {

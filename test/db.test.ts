@@ -6,9 +6,11 @@ import { latestSchemaVersion, migrate, openDb } from '../src/db.js'
 t.test('migrate creates the schema, records the version, and a second run is a no-op', async (t) => {
   const db = openDb(join(t.testdir({}), 'a.db'))
   t.teardown(() => db.close())
-  t.same(migrate(db), [1], 'first run applies 001')
+  t.same(migrate(db), [1, 2], 'first run applies 001 and 002')
   t.equal(db.pragma('user_version', { simple: true }), latestSchemaVersion(), 'user_version recorded')
   t.same(migrate(db), [], 'second run applies nothing')
+  const triggers = db.prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name").pluck().all()
+  t.same(triggers, ['jobs_seq_on_insert', 'jobs_seq_on_update'], 'change-counter triggers')
   const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all()
   t.same(tables, ['checkpoints', 'jobs'], 'tables exist')
   t.equal(db.pragma('journal_mode', { simple: true }), 'wal', 'WAL mode')

@@ -1,22 +1,18 @@
 /**
  * GET /api/events: a Server-Sent Events stream of job changes, for the dashboard and any other client.
  *
- *   event: job      data: <job JSON, as GET /api/jobs/:id returns it>   whenever the job's row changes
- *   event: deleted  data: {"id":<id>}                                   after a DELETE /api/jobs/:id through this server
- *   event: reset    data: {}                                            too much changed to replay; reload the list
+ *   event: job      id: <version>   data: <job JSON, as GET /api/jobs/:id returns it>   whenever the job's row changes
+ *   event: deleted                  data: {"id":<id>}                                   after a DELETE /api/jobs/:id here
+ *   event: reset                    data: {}                                            too much to replay; reload the list
  *
- * Workers write only to SQLite, so the server learns of changes by reading it: one shared poller, running only
- * while at least one client is connected, reads `store.changedSince()` (indexed on updated_at) every POLL_MS.
- * updated_at is in ms and several rows can share one ms, so each tick reads `updated_at >= cursor` and drops
- * rows whose state it already sent. A worker's heartbeat takes its timestamp before it waits for the write
- * lock, so it can commit with an updated_at older than rows already seen; every LOOKBACK_EVERY ticks the
- * poller re-reads the last LOOKBACK_MS to pick those up. Always querying (instead of first checking
- * PRAGMA data_version) costs a few µs per idle tick, and it also sees this server's own writes, which do not
- * change data_version on the connection that made them.
+ * Workers write only to SQLite, so the server learns of changes by reading it. Every write to a job takes the
+ * next number of a change counter inside its own transaction (migrations/002), so the numbers follow commit
+ * order. One shared poller, running only while at least one client is connected, reads the rows changed after
+ * the last number it sent (`store.changedAfter`, indexed) every POLL_MS: a few µs when nothing changed, and
+ * this server's own writes are seen the same way as the workers'.
  *
- * Event ids are the poller's cursor (the newest updated_at it has sent), so they never go backwards; a client
- * reconnecting with Last-Event-ID gets every job changed since LOOKBACK_MS before that id (a few repeats are
- * possible, never a gap).
+ * Event ids are those numbers (the job's `version`). A client reconnecting with Last-Event-ID gets exactly the
+ * jobs changed after it, or `reset` when that is more than MAX_REPLAY rows.
  */
 import type { ServerResponse } from 'node:http'
 import type { FastifyPluginAsync } from 'fastify'
@@ -27,45 +23,37 @@ import type { JobRow } from '../jobs/types.js'
 export interface EventsTuning {
   /** Interval of the shared poller (ms). */
   pollMs: number
-  /** How far back the poller re-reads for late commits, and a resume replays before Last-Event-ID (ms). */
-  lookbackMs: number
-  /** Every how many ticks the poller re-reads the lookback window. */
-  lookbackEvery: number
   /** Interval of the `: ping` comment that keeps proxies from closing an idle stream (ms). */
   heartbeatMs: number
 }
 
 /** What the events route needs. */
 export interface EventsRoutesOptions {
-  store: Pick<JobStore, 'changedSince'>
+  store: Pick<JobStore, 'changedAfter' | 'latestSeq'>
   /** Overrides of the polling defaults. */
   events?: Partial<EventsTuning>
 }
 
-const DEFAULTS: EventsTuning = { pollMs: 50, lookbackMs: 1000, lookbackEvery: 10, heartbeatMs: 15_000 }
-/** Rows read per query; a tick pages through more. */
-const PAGE = 1000
-/** Most pages one tick (or one resume) reads before it leaves the rest for later (or asks for a reset). */
-const MAX_PAGES = 10
+const DEFAULTS: EventsTuning = { pollMs: 50, heartbeatMs: 15_000 }
+/** Rows read per query. */
+const PAGE = 500
+/** Most rows one tick sends; the rest wait for the next tick. */
+const MAX_PER_TICK = 5000
+/** Most rows replayed to a client resuming with Last-Event-ID; beyond it the client is told to reload. */
+const MAX_REPLAY = 5000
 /** A client that has this much unsent data is too slow to follow; it is dropped and reconnects. */
 const MAX_BUFFERED = 4 * 1024 * 1024
 
-// What decides whether a row changed since it was last sent. Every write sets updated_at, but two writes can
-// share a ms; the other fields tell those apart (result and error only change together with status).
-const signature = (row: JobRow): string =>
-  `${row.updated_at}|${row.status}|${row.step}|${row.progress}|${row.stop_request}|${row.pid}|${row.attempts}|${row.lease}`
-
-const frame = (event: string, id: number, data: string): string => `id: ${id}\nevent: ${event}\ndata: ${data}\n\n`
+const jobFrame = (row: JobRow): string => `id: ${row.seq}\nevent: job\ndata: ${JSON.stringify(toJob(row))}\n\n`
+const frame = (event: string, data: string): string => `event: ${event}\ndata: ${data}\n\n`
 
 /** GET /api/events. Also watches DELETE /api/jobs/:id (without the job routes knowing) to announce deletions. */
 export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app, options) => {
   const { store } = options
   const tuning: EventsTuning = { ...DEFAULTS, ...options.events }
   const clients = new Set<ServerResponse>()
-  /** Per job id: signature and updated_at of the state last sent, for rows inside the lookback window. */
-  const sent = new Map<number, { at: number, sig: string }>()
+  /** Number of the last change sent to every client. */
   let cursor = 0
-  let ticks = 0
   let poller: NodeJS.Timeout | null = null
   let pinger: NodeJS.Timeout | null = null
   let failing = false
@@ -82,35 +70,28 @@ export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app,
     for (const res of clients) send(res, chunk)
   }
 
-  /** Reads the rows changed after `since`, page by page; false if it stopped at MAX_PAGES. */
-  const readChanged = (since: number, each: (row: JobRow) => void): boolean => {
-    for (let page = 0; page < MAX_PAGES; page++) {
-      const rows = store.changedSince(since, PAGE)
-      for (const row of rows) each(row)
+  /** Calls `each` for the rows changed after `after` and up to `upTo`, in order; false if there were more than `max`. */
+  const readChanged = (after: number, upTo: number, max: number, each: (row: JobRow) => void): boolean => {
+    let seen = 0
+    while (after < upTo) {
+      const rows = store.changedAfter(after, PAGE)
+      for (const row of rows) {
+        if (row.seq > upTo) return true
+        if (++seen > max) return false
+        each(row)
+        after = row.seq
+      }
       if (rows.length < PAGE) return true
-      const last = rows[rows.length - 1].updated_at
-      // Re-read the last ms (its rest may be on the next page); rows already sent are skipped.
-      since = last - 1 > since ? last - 1 : last
     }
-    return false
-  }
-
-  const consider = (row: JobRow): void => {
-    const sig = signature(row)
-    if (sent.get(row.id)?.sig === sig) return
-    sent.set(row.id, { at: row.updated_at, sig })
-    if (row.updated_at > cursor) cursor = row.updated_at
-    broadcast(frame('job', cursor, JSON.stringify(toJob(row))))
+    return true
   }
 
   const tick = (): void => {
     try {
-      ticks++
-      const deep = ticks % tuning.lookbackEvery === 0
-      readChanged(deep ? cursor - tuning.lookbackMs - 1 : cursor - 1, consider)
-      if (deep) {
-        for (const [id, { at }] of sent) if (at < cursor - tuning.lookbackMs - 1) sent.delete(id)
-      }
+      readChanged(cursor, Number.MAX_SAFE_INTEGER, MAX_PER_TICK, (row) => {
+        cursor = row.seq
+        broadcast(jobFrame(row))
+      })
       failing = false
     } catch (err) {
       // Logged once per run of failures, not 20 times a second.
@@ -120,15 +101,8 @@ export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app,
   }
 
   const start = (): void => {
-    // What is already in the window was committed before this client connected, so the page's own fetch,
-    // made after the stream opens, has it: remember it as sent.
-    const now = Date.now()
-    sent.clear()
-    cursor = now
-    readChanged(now - tuning.lookbackMs - 1, (row) => {
-      sent.set(row.id, { at: row.updated_at, sig: signature(row) })
-      if (row.updated_at > cursor) cursor = row.updated_at
-    })
+    // What was committed before the first client connected is in the page's own fetch, made after the stream opens.
+    cursor = store.latestSeq()
     poller = setInterval(tick, tuning.pollMs)
     poller.unref()
     pinger = setInterval(() => broadcast(': ping\n\n'), tuning.heartbeatMs)
@@ -139,14 +113,13 @@ export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app,
     if (poller) clearInterval(poller)
     if (pinger) clearInterval(pinger)
     poller = pinger = null
-    sent.clear()
   }
 
   app.get('/api/events', {
     schema: {
       summary: 'Live job changes (Server-Sent Events)',
-      description: 'text/event-stream: `event: job` with the job JSON whenever a job changes, `event: deleted` with {id} after a delete, ' +
-        '`event: reset` when a resume is too far behind. Send Last-Event-ID to resume; `: ping` every 15 s.',
+      description: 'text/event-stream: `event: job` with the job JSON whenever a job changes (id: the job\'s version), `event: deleted` ' +
+        'with {id} after a delete, `event: reset` when a resume is too far behind. Send Last-Event-ID to resume; `: ping` every 15 s.',
       tags: ['jobs'],
       headers: {
         type: 'object',
@@ -168,14 +141,12 @@ export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app,
 
     if (clients.size === 0) start()
 
+    // Resume: the changes after the client's last id, up to where the shared stream is; later ones come with it.
     const lastId = Number(req.headers['last-event-id'])
-    if (Number.isSafeInteger(lastId) && lastId > 0) {
+    if (Number.isSafeInteger(lastId) && lastId >= 0 && req.headers['last-event-id'] !== undefined) {
       const replay: string[] = []
-      const complete = readChanged(lastId - tuning.lookbackMs - 1, (row) => {
-        replay.push(frame('job', Math.max(lastId, row.updated_at), JSON.stringify(toJob(row))))
-      })
-      if (complete) for (const chunk of replay) send(res, chunk)
-      else send(res, frame('reset', Math.max(lastId, cursor), '{}'))
+      const complete = readChanged(lastId, cursor, MAX_REPLAY, (row) => replay.push(jobFrame(row)))
+      send(res, complete ? replay.join('') : frame('reset', '{}'))
     }
 
     clients.add(res)
@@ -189,7 +160,7 @@ export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app,
   app.addHook('onResponse', (req, reply, done) => {
     if (clients.size > 0 && req.method === 'DELETE' && reply.statusCode === 204 && req.routeOptions.url === '/api/jobs/:id') {
       const id = Number((req.params as { id: unknown }).id)
-      broadcast(frame('deleted', cursor, JSON.stringify({ id })))
+      broadcast(frame('deleted', JSON.stringify({ id })))
     }
     done()
   })

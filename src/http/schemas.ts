@@ -67,7 +67,8 @@ export const JobSchema = Type.Object({
   startedAt: NullableString({ format: 'date-time' }),
   finishedAt: NullableString({ format: 'date-time' }),
   updatedAt: DateTime,
-  heartbeatAt: NullableString({ format: 'date-time' })
+  heartbeatAt: NullableString({ format: 'date-time' }),
+  version: Type.Integer({ description: 'grows with every change of the job; the id of its events in /api/events' })
 }, { description: 'a job: its parameters, where it is, and its result' })
 
 export const JobList = Type.Object({

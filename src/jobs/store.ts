@@ -27,7 +27,8 @@ export function toJob (row: JobRow): Job {
     startedAt: iso(row.started_at),
     finishedAt: iso(row.finished_at),
     updatedAt: iso(row.updated_at) as string,
-    heartbeatAt: iso(row.heartbeat_at)
+    heartbeatAt: iso(row.heartbeat_at),
+    version: row.seq
   }
 }
 
@@ -113,8 +114,9 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     UPDATE jobs SET stop_request = 'timeout', stop_requested_at = @now, updated_at = @now
     WHERE status = 'running' AND timeout_ms IS NOT NULL AND started_at + timeout_ms <= @now
       AND (stop_request IS NULL OR stop_request = 'release')`)
-  const changedStmt = db.prepare<{ since: number, limit: number }, JobRow>(
-    'SELECT * FROM jobs WHERE updated_at > @since ORDER BY updated_at, id LIMIT @limit')
+  const changedStmt = db.prepare<{ after: number, limit: number }, JobRow>(
+    'SELECT * FROM jobs WHERE seq > @after ORDER BY seq LIMIT @limit')
+  const latestSeqStmt = db.prepare<[], number>('SELECT coalesce(max(seq), 0) FROM jobs').pluck()
 
   const fenced = <T>(changes: number, value: T): Fenced<T> => (changes === 1 ? { ok: true, value } : { ok: false })
 
@@ -127,7 +129,7 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     if (c >= maxPending) {
       throw new QueueFullError(`the queue is full: ${c} jobs are pending (MAX_PENDING=${maxPending}); retry later`, 5)
     }
-    const row = insertStmt.get({
+    const inserted = insertStmt.get({
       type: job.type,
       name: job.name,
       params: JSON.stringify(job.params),
@@ -138,7 +140,8 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
       retryOf: job.retryOf,
       now: clock()
     }) as JobRow
-    return { row, created: true }
+    // RETURNING shows the row before the change-counter trigger ran; read it back for its seq.
+    return { row: getStmt.get(inserted.id) as JobRow, created: true }
   })
 
   /** Applies what a stop request means once the worker has stopped, fenced on its lease. */
@@ -245,9 +248,14 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
       }, maxPending).row
     },
 
-    /** Rows changed after `since` (updated_at, ms), oldest change first. */
-    changedSince (since: number, limit = 500): JobRow[] {
-      return changedStmt.all({ since, limit })
+    /** Rows whose latest change comes after change number `after` (see migrations/002), in commit order. */
+    changedAfter (after: number, limit = 500): JobRow[] {
+      return changedStmt.all({ after, limit })
+    },
+
+    /** The number of the latest change to any job (0 for none). */
+    latestSeq (): number {
+      return latestSeqStmt.get() as number
     },
 
     // ---- scheduler side ----------------------------------------------------------------------------------

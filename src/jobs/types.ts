@@ -62,6 +62,8 @@ export interface JobRow {
   started_at: number | null
   finished_at: number | null
   updated_at: number
+  /** Change counter: the number of the latest change to this row, in commit order across all jobs. */
+  seq: number
 }
 
 /** A job as the API shows it (camelCase, ISO dates, JSON parsed). */
@@ -87,6 +89,8 @@ export interface Job {
   finishedAt: string | null
   updatedAt: string
   heartbeatAt: string | null
+  /** Grows with every change of the job; of two states of one job, the higher version is the newer. */
+  version: number
 }
 
 /** What a submission carries once validated; the store assigns everything else. */

@@ -23,7 +23,7 @@ import { type JobRow, type JobRun, type StopRequest, WORKER_ENV } from './types.
 const ASSIGNMENT_POLL_MS = 3
 /** How long computation runs between two turns of the event loop, so signals are noticed. */
 const YIELD_EVERY_MS = 50
-/** A checkpoint larger than this is followed by a garbage collection (n ≳ 350). */
+/** A checkpoint larger than this is followed by a garbage collection and may stretch the interval (n ≳ 350). */
 const LARGE_CHECKPOINT_BYTES = 1 << 20
 /** Least time between two progress lines in the log. */
 const PROGRESS_LOG_MS = 5000
@@ -145,12 +145,14 @@ async function runJob (row: JobRow): Promise<Ending> {
       if (!run.finished && now - lastCheckpoint >= checkpointEvery) {
         const saved = run.checkpoint()
         written = store.saveCheckpoint(id, lease, saved, progressOf())
-        // Serializing a large state leaves tens of MB behind (the buffer, the driver's copy) that V8 would only
-        // collect much later: collect now, while it is certainly garbage, so the worker's peak stays low.
-        if (saved.state.byteLength > LARGE_CHECKPOINT_BYTES) globalThis.gc?.()
         lastCheckpoint = lastBeat = Date.now()
-        // A checkpoint of a large matrix is not free: keep its cost under ~5 % of the computing time.
-        checkpointEvery = Math.max(checkpointMs, 20 * (lastCheckpoint - now))
+        if (saved.state.byteLength > LARGE_CHECKPOINT_BYTES) {
+          // Serializing a large state leaves tens of MB behind (the buffer, the driver's copy) that V8 would only
+          // collect much later: collect now, while it is certainly garbage, so the worker's peak stays low.
+          globalThis.gc?.()
+          // And such a checkpoint is not free: keep its cost under ~5 % of the computing time.
+          checkpointEvery = Math.max(checkpointMs, 20 * (Date.now() - now))
+        }
       } else if (now - lastBeat >= heartbeatMs) {
         written = store.beat(id, lease, { step: run.step, progress: progressOf() })
         lastBeat = now

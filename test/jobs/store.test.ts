@@ -1,5 +1,7 @@
 import t from 'tap'
 import type { NewJob } from '../../src/jobs/types.js'
+import { openDb } from '../../src/db.js'
+import { createJobStore } from '../../src/jobs/store.js'
 import { tmpDb } from '../fixtures/helpers.js'
 
 const job = (over: Partial<NewJob> = {}): NewJob => ({
@@ -156,4 +158,21 @@ t.test('pages are newest first and cover everything exactly once', async (t) => 
   t.same(canceled.jobs.map((j) => j.id), ids.slice(2, 5).reverse(), 'status filter')
   t.equal(canceled.nextCursor, ids[2], 'cursor to the next page')
   t.same(store.counts(), { pending: 18, running: 0, done: 0, failed: 0, canceled: 5 }, 'counts')
+})
+
+t.test('every write takes the next change number, in commit order, whichever connection makes it', async (t) => {
+  const { store, path } = tmpDb(t)
+  const other = createJobStore(openDb(path))
+  const a = store.submit(job(), 100).row
+  const b = other.submit(job(), 100).row
+  t.ok(b.seq > a.seq && a.seq > 0, `inserts are numbered (${a.seq}, ${b.seq})`)
+  const claim = other.claimNext('w')!
+  other.beat(claim.id, claim.lease, { step: 1, progress: 50 })
+  store.cancel(b.id)
+  const changes = store.changedAfter(b.seq)
+  t.same(changes.map((r) => [r.id, r.status]), [[a.id, 'running'], [b.id, 'canceled']], 'changes after b, in commit order')
+  t.equal(store.latestSeq(), changes[1].seq, 'latestSeq is the last change')
+  t.same(store.changedAfter(store.latestSeq()), [], 'nothing after the latest')
+  const seqs = [store.get(a.id)!.seq, store.get(b.id)!.seq]
+  t.equal(new Set(seqs).size, 2, 'no two rows share a number')
 })
