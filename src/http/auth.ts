@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, onRequestHookHandler } from 'fastify'
+import { ErrorReply } from './schemas.js'
 
 /** Methods that change something; only these need the token. Reads, health, metrics and docs stay open. */
 export const MUTATING_METHODS: readonly string[] = ['POST', 'PUT', 'PATCH', 'DELETE']
@@ -32,12 +33,7 @@ export function requireToken (token: string): onRequestHookHandler {
 /** The parts of a route schema the OpenAPI spec reads that these hooks add to. */
 interface RouteDocs { hide?: boolean, response?: Record<string, unknown>, security?: unknown }
 
-const Unauthorized = {
-  type: 'object',
-  description: 'Missing or wrong bearer token (only when the server has API_TOKEN set)',
-  properties: { statusCode: { type: 'integer' }, error: { type: 'string' }, message: { type: 'string' } },
-  required: ['statusCode', 'error', 'message']
-} as const
+const Unauthorized = { ...ErrorReply, description: 'Missing or wrong bearer token (only when the server has API_TOKEN set)' }
 
 /**
  * Token check for every mutating route when `token` is set. Added to the root instance (not as an encapsulated
@@ -55,12 +51,7 @@ export function addAuth (app: FastifyInstance, token: string | undefined): void 
   if (token) app.addHook('onRequest', requireToken(token))
 }
 
-const TooMany = {
-  type: 'object',
-  description: 'Too many submissions from this client this minute (RATE_LIMIT_MAX); see Retry-After',
-  properties: { statusCode: { type: 'integer' }, error: { type: 'string' }, message: { type: 'string' } },
-  required: ['statusCode', 'error', 'message']
-} as const
+const TooMany = { ...ErrorReply, description: 'Too many submissions from this client this minute (RATE_LIMIT_MAX); see Retry-After' }
 
 /**
  * At most `max` POST requests per client address and minute; the next ones get 429 with Retry-After (seconds).
