@@ -35,6 +35,11 @@ async function job (url: string, id: number) {
   return (await api(url, `/api/jobs/${id}`)).body
 }
 
+/** Waits until the job is done and returns it. */
+async function finished (url: string, id: number, ms: number) {
+  return waitFor(async () => { const j = await job(url, id); return j.status === 'done' && j }, ms, `job ${id} done`)
+}
+
 t.test('server killed with SIGKILL, workers alive → restart → the job finishes in its original worker', async (t) => {
   const env = { ...FAST, ...place(t) }
   const params = { n: 60, steps: 2500, seed: 7 }
@@ -50,7 +55,7 @@ t.test('server killed with SIGKILL, workers alive → restart → the job finish
   const adopted = await job(second.url, created.id)
   t.equal(adopted.status, 'running', 'the new server shows it running (adopted)')
   t.equal(adopted.attempts, 1, 'still the first attempt')
-  const done = await waitFor(async () => { const j = await job(second.url, created.id); return j.status === 'done' && j }, 60_000, 'done')
+  const done = await finished(second.url, created.id, 60_000)
   t.equal(done.attempts, 1, 'never restarted')
   const doneLine = second.logs().find((l) => l.jobId === created.id && l.event === 'done')
   t.equal(doneLine?.pid, pid, 'finished by the original worker process')
@@ -81,7 +86,7 @@ t.test('server and workers killed together → restart → resumed from the chec
   t.ok(saved.step > 0, `a checkpoint existed (step ${saved.step})`)
 
   const second = await startServer(t, env)
-  const done = await waitFor(async () => { const j = await job(second.url, created.id); return j.status === 'done' && j }, 90_000, 'done')
+  const done = await finished(second.url, created.id, 90_000)
   const started = second.logs().filter((l) => l.jobId === created.id && l.event === 'started')
   const resumedFrom = started.at(-1)?.resumedFromStep as number
   t.equal(resumedFrom, last.checkpoint, `resumed from the last checkpoint (step ${resumedFrom})`)
@@ -118,7 +123,7 @@ t.test('graceful stop (SIGTERM): exit 0, no worker left, jobs pending; the next 
   t.ok(cp && cp.step > 0, `checkpoint at step ${cp?.step}`)
 
   const second = await startServer(t, env)
-  const done = await waitFor(async () => { const j = await job(second.url, created.id); return j.status === 'done' && j }, 60_000, 'done')
+  const done = await finished(second.url, created.id, 60_000)
   const resumed = second.logs().filter((l) => l.jobId === created.id && l.event === 'started').at(-1)
   t.equal(resumed?.resumedFromStep, cp?.step, 'resumed where it was released')
   const ref = reference(params)
@@ -151,7 +156,7 @@ t.test('a worker frozen past its lease loses the job; woken, it writes nothing a
   const after = checkpointOf()
   t.ok(after === undefined || after.lease === liveLease || (before && after.saved_at === before.saved_at),
     'the checkpoint is the one from before the wake-up or one written by the live lease, never a new one from the old lease')
-  const done = await waitFor(async () => { const j = await job(server.url, created.id); return j.status === 'done' && j }, 60_000, 'done')
+  const done = await finished(server.url, created.id, 60_000)
   const ref = reference(params)
   t.ok(Object.is(done.result.lyapunov, ref.lyapunov) && Object.is(done.result.trace, ref.trace), 'the live attempt\'s answer, identical to a clean run')
   const doneLines = server.logs().filter((l) => l.jobId === created.id && l.event === 'done')

@@ -37,7 +37,7 @@ if (!token || !env[WORKER_ENV.dbPath]) {
   process.exit(2)
 }
 
-const heartbeatMs = Number(env[WORKER_ENV.heartbeatMs] || 500)
+const heartbeatMs = Number(env[WORKER_ENV.heartbeatMs] || 1000)
 const checkpointMs = Number(env[WORKER_ENV.checkpointMs] || 2000)
 try {
   setPriority(0, Number(env[WORKER_ENV.nice] || 0))
