@@ -4,6 +4,8 @@
 ALTER TABLE jobs ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
 UPDATE jobs SET seq = id;
 CREATE INDEX jobs_seq ON jobs (seq);
+-- Nothing reads by updated_at any more; every heartbeat would keep paying for this index.
+DROP INDEX jobs_updated;
 
 CREATE TRIGGER jobs_seq_on_insert AFTER INSERT ON jobs
 BEGIN

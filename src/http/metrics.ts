@@ -2,84 +2,47 @@
 import type { FastifyPluginAsync } from 'fastify'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import type { SchedulerStats } from '../jobs/scheduler.js'
-import type { JobStore, JobTimes } from '../jobs/store.js'
-import { JOB_STATUSES } from '../jobs/types.js'
+import type { JobStore } from '../jobs/store.js'
+import { FINAL_STATUSES, JOB_STATUSES } from '../jobs/types.js'
 
-/** What the metrics read: job counts and times from the store, counters from the scheduler when there is one. */
+/** What the metrics read: job counts and changes from the store, counters from the scheduler when there is one. */
 export interface MetricsOptions {
-  store: Pick<JobStore, 'counts' | 'finishedSince' | 'startedSince'>
+  store: Pick<JobStore, 'counts' | 'changedAfter' | 'latestSeq'>
   scheduler?: { stats?: SchedulerStats, childPids?: () => number[] }
-  /** Epoch ms before which finished or started jobs are not observed in the histograms; defaults to now. */
+  /** Epoch ms before which job starts are not observed as queue waits (they belong to an earlier server); defaults to now. */
   since?: number
 }
 
-/** The registry /metrics serves, and the one thing the HTTP layer reports into it. */
+/** The registry /metrics serves, and what the HTTP layer reports into it. */
 export interface Metrics {
   registry: Registry
+  /** Reads the store once for a scrape: counts by status, and the jobs changed since the last scrape. */
+  update: () => void
   /** Counts the error if it, or one of its causes, carries a SQLite code (SQLITE_BUSY, SQLITE_FULL, ...). */
   observeError: (err: unknown) => void
 }
 
 /** Buckets in seconds from a tenth of a second to a day, for both job duration and queue wait. */
 const BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600]
-
-// Rows are written by several processes with their own clocks, so a finish can be committed with a time a little
-// older than one already seen: look back this far and skip the ids already observed.
-const LOOKBACK_MS = 10_000
-
-/** Follows the rows whose `field` moved past a cursor, each row observed once. */
-function follower (read: (since: number) => JobTimes[], field: 'finished_at' | 'started_at', since: number) {
-  let cursor = since
-  const seen = new Map<number, number>()
-  return (observe: (row: JobTimes) => void): void => {
-    for (;;) {
-      const rows = read(cursor - LOOKBACK_MS)
-      let fresh = 0
-      for (const row of rows) {
-        const at = row[field] as number
-        if (seen.has(row.id)) continue
-        seen.set(row.id, at)
-        fresh++
-        if (at > cursor) cursor = at
-        observe(row)
-      }
-      if (fresh === 0 || rows.length < 1000) break
-    }
-    for (const [id, at] of seen) if (at < cursor - LOOKBACK_MS) seen.delete(id)
-  }
-}
+/** Rows read per query while following changes. */
+const PAGE = 1000
 
 /**
  * A registry of our own (so several apps in one test process do not collide) with Node's default metrics and
  * the job server's: jobs by status, queue depth, running workers, job duration and queue wait, worker boots,
- * lost workers, requeues and SQLite errors. Everything is read from the store and the scheduler at scrape time.
+ * lost workers, requeues and SQLite errors. `update()` reads the store once per scrape.
  */
 export function createMetrics ({ store, scheduler, since = Date.now() }: MetricsOptions): Metrics {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
   const stats = scheduler?.stats
 
-  new Gauge({
-    name: 'nonstop_jobs',
-    help: 'Jobs in the database, by status',
-    labelNames: ['status'],
-    registers: [registry],
-    collect () {
-      const counts = store.counts()
-      for (const status of JOB_STATUSES) this.set({ status }, counts[status])
-    }
-  })
-  new Gauge({
-    name: 'nonstop_queue_depth',
-    help: 'Jobs waiting for a worker (status pending)',
-    registers: [registry],
-    collect () { this.set(store.counts().pending) }
-  })
-  new Gauge({
+  const jobs = new Gauge({ name: 'nonstop_jobs', help: 'Jobs in the database, by status', labelNames: ['status'], registers: [registry] })
+  const queueDepth = new Gauge({ name: 'nonstop_queue_depth', help: 'Jobs waiting for a worker (status pending)', registers: [registry] })
+  const running = new Gauge({
     name: 'nonstop_running_workers',
     help: 'Jobs being computed right now, each by its own worker process (status running)',
-    registers: [registry],
-    collect () { this.set(store.counts().running) }
+    registers: [registry]
   })
   if (scheduler?.childPids) {
     const childPids = scheduler.childPids
@@ -90,33 +53,44 @@ export function createMetrics ({ store, scheduler, since = Date.now() }: Metrics
       collect () { this.set(childPids().length) }
     })
   }
-
-  const finished = follower((from) => store.finishedSince(from), 'finished_at', since)
-  new Histogram({
+  const duration = new Histogram({
     name: 'nonstop_job_duration_seconds',
     help: 'Time from first start to the end of a job, by final status',
     labelNames: ['status'],
     buckets: BUCKETS,
-    registers: [registry],
-    collect () {
-      finished((row) => {
-        if (row.started_at === null || row.finished_at === null) return
-        this.observe({ status: row.status }, Math.max(0, row.finished_at - row.started_at) / 1000)
-      })
-    }
+    registers: [registry]
   })
-  const started = follower((from) => store.startedSince(from), 'started_at', since)
-  new Histogram({
+  const queueWait = new Histogram({
     name: 'nonstop_job_queue_wait_seconds',
     help: 'Time a job waited in the queue before its first start',
     buckets: BUCKETS,
-    registers: [registry],
-    collect () {
-      started((row) => {
-        if (row.started_at !== null) this.observe(Math.max(0, row.started_at - row.created_at) / 1000)
-      })
-    }
+    registers: [registry]
   })
+
+  // Every write to a job takes the next change number in commit order (migrations/002), so following
+  // "changed after the last number seen" sees every start and every end once, whatever the writers' clocks.
+  let cursor = store.latestSeq()
+  /** Jobs whose start has been observed and whose end has not yet. */
+  const started = new Set<number>()
+  const follow = (): void => {
+    for (;;) {
+      const rows = store.changedAfter(cursor, PAGE)
+      for (const row of rows) {
+        cursor = row.seq
+        if (row.started_at !== null && row.started_at >= since && !started.has(row.id)) {
+          queueWait.observe(Math.max(0, row.started_at - row.created_at) / 1000)
+          started.add(row.id)
+        }
+        if (FINAL_STATUSES.includes(row.status)) {
+          started.delete(row.id)
+          if (row.started_at !== null && row.finished_at !== null) {
+            duration.observe({ status: row.status }, Math.max(0, row.finished_at - row.started_at) / 1000)
+          }
+        }
+      }
+      if (rows.length < PAGE) return
+    }
+  }
 
   // Counters that mirror the scheduler's own: each scrape adds what it counted since the last one.
   const mirror = (name: string, help: string, read: (s: SchedulerStats) => number): void => {
@@ -147,6 +121,13 @@ export function createMetrics ({ store, scheduler, since = Date.now() }: Metrics
 
   return {
     registry,
+    update (): void {
+      const counts = store.counts()
+      for (const status of JOB_STATUSES) jobs.set({ status }, counts[status])
+      queueDepth.set(counts.pending)
+      running.set(counts.running)
+      follow()
+    },
     observeError (err: unknown): void {
       for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
         const code = (e as { code?: unknown }).code
@@ -170,6 +151,7 @@ export const metricsRoutes: FastifyPluginAsync<{ metrics: Metrics }> = async (ap
       response: { 200: { type: 'string', description: 'Prometheus text format 0.0.4' } }
     }
   }, async (_req, reply) => {
+    metrics.update()
     const body = await metrics.registry.metrics()
     return reply.type(metrics.registry.contentType).send(body)
   })

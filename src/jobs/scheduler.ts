@@ -157,15 +157,22 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
     }
   }
 
-  /** One pass: timeouts, overdue stops, lost leases, then new claims. */
+  /** One pass over the running jobs (time limits, overdue stops, lost leases), then new claims. */
   function tick (): void {
     queued = false
     if (stopping) return
     const now = Date.now()
-    store.flagTimeouts()
     let running = 0
     for (const row of store.running()) {
       const own = row.worker ? children.get(row.worker) : undefined
+      // The run-time limit, a separate clock from the lease: past it the worker is asked to stop (and is killed
+      // below if it does not); a pending release is overridden.
+      if (row.timeout_ms !== null && row.started_at !== null && now >= row.started_at + row.timeout_ms &&
+        (row.stop_request === null || row.stop_request === 'release')) {
+        store.requestStop(row.id, 'timeout')
+        running++
+        continue
+      }
       if (row.stop_request && row.stop_requested_at !== null && now - row.stop_requested_at > config.stopGraceMs) {
         // Asked to stop and did not: kill, then settle here (an adopted worker has no exit event for us).
         kill(row)

@@ -110,10 +110,6 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     UPDATE jobs SET status = 'pending', error = @error, worker = NULL, pid = NULL, heartbeat_at = NULL,
       stop_request = NULL, stop_requested_at = NULL, updated_at = @now
     WHERE id = @id AND lease = @lease AND status = 'running'`)
-  const timeoutsStmt = db.prepare<{ now: number }>(`
-    UPDATE jobs SET stop_request = 'timeout', stop_requested_at = @now, updated_at = @now
-    WHERE status = 'running' AND timeout_ms IS NOT NULL AND started_at + timeout_ms <= @now
-      AND (stop_request IS NULL OR stop_request = 'release')`)
   const changedStmt = db.prepare<{ after: number, limit: number }, JobRow>(
     'SELECT * FROM jobs WHERE seq > @after ORDER BY seq LIMIT @limit')
   const latestSeqStmt = db.prepare<[], number>('SELECT coalesce(max(seq), 0) FROM jobs').pluck()
@@ -155,22 +151,13 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     return changes === 1
   }
 
-  // Operations (retention, metrics). A purge goes in batches, each its own transaction, so workers are never
-  // kept waiting on a long delete; the metric queries ride on jobs_updated (a row's updated_at is never older
-  // than its started_at or finished_at).
+  // Retention. A purge goes in batches, each its own transaction, so workers are never kept waiting on a long delete.
   const purgeCheckpointsStmt = db.prepare<{ before: number, limit: number }>(`
     DELETE FROM checkpoints WHERE job_id IN (SELECT id FROM jobs
       WHERE status IN ('done', 'failed', 'canceled') AND finished_at < @before ORDER BY id LIMIT @limit)`)
   const purgeJobsStmt = db.prepare<{ before: number, limit: number }>(`
     DELETE FROM jobs WHERE id IN (SELECT id FROM jobs
       WHERE status IN ('done', 'failed', 'canceled') AND finished_at < @before ORDER BY id LIMIT @limit)`)
-  const finishedSinceStmt = db.prepare<{ since: number, limit: number }, JobTimes>(`
-    SELECT id, status, created_at, started_at, finished_at FROM jobs
-    WHERE updated_at > @since AND finished_at > @since AND status IN ('done', 'failed', 'canceled')
-    ORDER BY finished_at, id LIMIT @limit`)
-  const startedSinceStmt = db.prepare<{ since: number, limit: number }, JobTimes>(`
-    SELECT id, status, created_at, started_at, finished_at FROM jobs
-    WHERE updated_at > @since AND started_at > @since ORDER BY started_at, id LIMIT @limit`)
   const purgeTx = db.transaction((before: number, limit: number): number => {
     purgeCheckpointsStmt.run({ before, limit })
     return purgeJobsStmt.run({ before, limit }).changes
@@ -281,11 +268,6 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
       return requestStopStmt.run({ id, request, now: clock() }).changes === 1
     },
 
-    /** Flags every running job past its run-time limit; returns how many. */
-    flagTimeouts (): number {
-      return timeoutsStmt.run({ now: clock() }).changes
-    },
-
     /** The server's side of a stop its worker did not carry out in time (the worker was killed). */
     settleStop,
 
@@ -371,19 +353,6 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
         total += deleted
         if (deleted < batch) return total
       }
-    },
-
-    /** Jobs that finished after `since` (epoch ms), oldest finish first: their times, for metrics. */
-    finishedSince (since: number, limit = 1000): JobTimes[] {
-      return finishedSinceStmt.all({ since, limit })
-    },
-
-    /** Jobs first started after `since` (epoch ms), oldest start first: their times, for metrics. */
-    startedSince (since: number, limit = 1000): JobTimes[] {
-      return startedSinceStmt.all({ since, limit })
     }
   }
 }
-
-/** The timestamps of a job, as stored (epoch ms), for metrics. */
-export type JobTimes = Pick<JobRow, 'id' | 'status' | 'created_at' | 'started_at' | 'finished_at'>

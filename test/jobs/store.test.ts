@@ -106,7 +106,8 @@ t.test('cancel, release and timeout', async (t) => {
   const c3 = store.claimNext('w')!
   t.equal(c3.id, slow.id, 'the timed job runs')
   await new Promise((resolve) => setTimeout(resolve, 5))
-  t.ok(store.flagTimeouts() >= 1, 'timeout flagged')
+  t.ok(store.requestStop(slow.id, 'timeout'), 'timeout flagged')
+  t.equal(store.get(slow.id)?.stop_request, 'timeout', 'the worker will read it with its heartbeat')
   t.ok(store.stopped(slow.id, c3.lease, 'timeout').ok, 'worker settles it')
   const timedOut = store.get(slow.id)!
   t.equal(timedOut.status, 'failed', 'timeout → failed')
