@@ -266,10 +266,6 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
       return lastTickAt
     },
 
-    /** Number of spare workers forked (booted or booting) and waiting for a job. */
-    spareCount (): number {
-      return spares.length
-    },
 
     /**
      * Graceful stop: no new claims, every running worker asked to checkpoint and give its job back, and any
