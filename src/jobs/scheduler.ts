@@ -266,7 +266,6 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
       return lastTickAt
     },
 
-
     /**
      * Graceful stop: no new claims, every running worker asked to checkpoint and give its job back, and any
      * worker still there after SHUTDOWN_GRACE_MS killed with its job released here. Leaves no child behind.
