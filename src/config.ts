@@ -83,6 +83,13 @@ export function loadConfig (env: Env = process.env, envFile: string | null = '.e
   const heartbeatMs = int(merged, 'HEARTBEAT_MS', 1000, 50, 60_000)
   const leaseMs = int(merged, 'LEASE_MS', 10_000, 500, 3_600_000)
   if (leaseMs < 2 * heartbeatMs) throw new ConfigError(`LEASE_MS (${leaseMs}) must be at least twice HEARTBEAT_MS (${heartbeatMs})`)
+  // A worker notices a stop request with its next heartbeat: a grace shorter than two of them kills workers
+  // that were about to obey (and a shutdown would then kill instead of release).
+  const stopGraceMs = int(merged, 'STOP_GRACE_MS', 3000, 100, 600_000)
+  const shutdownGraceMs = int(merged, 'SHUTDOWN_GRACE_MS', 5000, 100, 600_000)
+  for (const [key, value] of [['STOP_GRACE_MS', stopGraceMs], ['SHUTDOWN_GRACE_MS', shutdownGraceMs]] as const) {
+    if (value < 2 * heartbeatMs) throw new ConfigError(`${key} (${value}) must be at least twice HEARTBEAT_MS (${heartbeatMs})`)
+  }
   return Object.freeze({
     port: int(merged, 'PORT', 3000, 0, 65535),
     host,
@@ -95,8 +102,8 @@ export function loadConfig (env: Env = process.env, envFile: string | null = '.e
     heartbeatMs,
     leaseMs,
     checkpointMs: int(merged, 'CHECKPOINT_MS', 2000, 0, 3_600_000),
-    stopGraceMs: int(merged, 'STOP_GRACE_MS', 3000, 100, 600_000),
-    shutdownGraceMs: int(merged, 'SHUTDOWN_GRACE_MS', 5000, 100, 600_000),
+    stopGraceMs,
+    shutdownGraceMs,
     defaultTimeoutSeconds: int(merged, 'JOB_TIMEOUT_SECONDS', 0, 0, 31_536_000),
     warmSpare: bool(merged, 'WARM_SPARE', true),
     workerNice: int(merged, 'WORKER_NICE', 10, 0, 19),

@@ -19,7 +19,30 @@ export function openDb (path: string): Db {
   db.pragma('busy_timeout = 10000')
   db.pragma('synchronous = NORMAL')
   db.pragma('foreign_keys = ON')
+  // After a checkpoint empties the WAL, truncate the file to this size rather than keep its high-water mark
+  // (a burst of large checkpoints would otherwise leave a WAL of hundreds of MB on disk for good).
+  db.pragma(`journal_size_limit = ${JOURNAL_SIZE_LIMIT}`)
   return db
+}
+
+/** Bytes the WAL file is truncated to once checkpointed (64 MB). */
+export const JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+
+/**
+ * Checkpoints the WAL every `everyMs` (several processes write, so it would grow without bound otherwise). A
+ * failure (disk full, I/O error, a closed database) goes to `onError`, never to the event loop: a timer that
+ * throws would crash the server. The timer is unref'd.
+ */
+export function startWalCheckpoints (db: Db, onError: (err: unknown) => void, everyMs = 10_000): NodeJS.Timeout {
+  const timer = setInterval(() => {
+    try {
+      db.pragma('wal_checkpoint(PASSIVE)')
+    } catch (err) {
+      onError(err)
+    }
+  }, everyMs)
+  timer.unref()
+  return timer
 }
 
 /** A migration file: `NNN_name.sql`, applied in number order. */
@@ -50,13 +73,23 @@ export function migrate (db: Db, dir = MIGRATIONS_DIR): number[] {
     throw new Error(`database schema version ${current} is newer than this code knows (${latest}); upgrade nonstop`)
   }
   const applied: number[] = []
-  for (const m of migrations) {
-    if (m.version <= current) continue
-    db.transaction(() => {
-      db.exec(m.sql)
-      db.pragma(`user_version = ${m.version}`)
-    }).immediate()
-    applied.push(m.version)
+  // A migration may rebuild a table (SQLite's ALTER TABLE cannot add AUTOINCREMENT): foreign keys are off while
+  // it runs, so dropping the old table does not cascade, and checked before its transaction commits.
+  const foreignKeys = db.pragma('foreign_keys', { simple: true }) as number
+  db.pragma('foreign_keys = OFF')
+  try {
+    for (const m of migrations) {
+      if (m.version <= current) continue
+      db.transaction(() => {
+        db.exec(m.sql)
+        const broken = db.pragma('foreign_key_check') as unknown[]
+        if (broken.length > 0) throw new Error(`migration ${m.name} leaves ${broken.length} broken foreign keys`)
+        db.pragma(`user_version = ${m.version}`)
+      }).immediate()
+      applied.push(m.version)
+    }
+  } finally {
+    db.pragma(`foreign_keys = ${foreignKeys ? 'ON' : 'OFF'}`)
   }
   return applied
 }

@@ -3,12 +3,13 @@
  * SIGTERM / SIGINT: stop accepting, workers checkpoint and give their jobs back, database closed, exit 0.
  */
 import { type Config, ConfigError, loadConfig } from './config.js'
-import { migrate, openDb } from './db.js'
+import { migrate, openDb, startWalCheckpoints } from './db.js'
 import { buildApp } from './http/app.js'
 import { checkDb } from './http/ops.js'
 import { createScheduler } from './jobs/scheduler.js'
 import { createJobStore } from './jobs/store.js'
 import { createLogger } from './log.js'
+import { acquireServerLock, LOCK_HEARTBEAT_MS, type ServerLock, ServerLockHeldError } from './server-lock.js'
 
 let config: Config
 try {
@@ -23,6 +24,29 @@ const log = createLogger(config)
 const db = openDb(config.dbPath)
 const applied = migrate(db)
 if (applied.length > 0) log.info({ applied, dbPath: config.dbPath }, 'database migrated')
+
+// One server per database, held before any job is looked at: a second one refuses here, having changed nothing.
+let lock: ServerLock
+try {
+  lock = acquireServerLock(db)
+} catch (err) {
+  if (!(err instanceof ServerLockHeldError)) throw err
+  log.fatal({ holder: err.holder, dbPath: config.dbPath }, err.message)
+  process.stderr.write(`nonstop: ${err.message} (DB_PATH=${config.dbPath})\n`)
+  db.close()
+  process.exit(1)
+}
+const lockTimer = setInterval(() => {
+  try {
+    if (lock.refresh()) return
+    // Only a server that found this one silent for long, from another host, takes the row: it schedules now.
+    log.fatal('another server has taken over this database; exiting without touching its jobs')
+    process.exit(1)
+  } catch (err) {
+    log.error({ err }, 'could not refresh the database lock; will try again')
+  }
+}, LOCK_HEARTBEAT_MS)
+lockTimer.unref()
 
 const store = createJobStore(db)
 const scheduler = createScheduler({ store, config, log })
@@ -39,8 +63,8 @@ if (!['127.0.0.1', '::1', 'localhost'].includes(config.host) && !config.apiToken
 }
 
 // Several processes write to this database; checkpoint the WAL now and then so it cannot grow without bound.
-const walTimer = setInterval(() => db.pragma('wal_checkpoint(PASSIVE)'), 10_000)
-walTimer.unref()
+// A failure (disk full) is logged, not a crash.
+const walTimer = startWalCheckpoints(db, (err) => log.error({ err }, 'WAL checkpoint failed; will try again'))
 
 // Finished jobs older than RETENTION_DAYS are deleted with their checkpoints: once now, then every hour.
 function purgeOldJobs (): void {
@@ -62,6 +86,7 @@ try {
 } catch (err) {
   log.fatal({ err }, 'cannot listen')
   await scheduler.stop()
+  lock.release()
   process.exit(1)
 }
 log.info({ dbPath: config.dbPath, maxConcurrency: config.maxConcurrency, url: `http://${config.host}:${config.port}/` }, 'nonstop ready')
@@ -81,6 +106,8 @@ async function shutdown (signal: NodeJS.Signals): Promise<void> {
     await scheduler.stop()
     clearInterval(walTimer)
     clearInterval(retentionTimer)
+    clearInterval(lockTimer)
+    lock.release()
     db.pragma('wal_checkpoint(TRUNCATE)')
     db.close()
     log.info('stopped')

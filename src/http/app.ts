@@ -23,7 +23,7 @@ export const PUBLIC_DIR = fileURLToPath(new URL('../../public/', import.meta.url
 export interface AppOptions {
   config: Config
   store: JobStore
-  scheduler: Pick<Scheduler, 'wake'> & Partial<Pick<Scheduler, 'stats' | 'childPids' | 'lastTickAt'>>
+  scheduler: Pick<Scheduler, 'wake'> & Partial<Pick<Scheduler, 'stats' | 'childPids' | 'lastTickAt' | 'health'>>
   loggerInstance?: Logger
   /** Checks the database is usable, for /readyz. */
   dbReady?: () => void

@@ -22,11 +22,11 @@ export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (instance, 
   app.post('/api/jobs', {
     schema: {
       summary: 'Submit a job',
-      description: 'Inserts a pending job; the scheduler starts it when a worker is free. A repeated Idempotency-Key returns the job it created (200).',
+      description: 'Inserts a pending job; the scheduler starts it when a worker is free. A repeated Idempotency-Key returns the job it created (200), or 409 if the request differs from the one that created it.',
       tags: ['jobs'],
       body: SubmitBody,
       headers: SubmitHeaders,
-      response: { 200: JobSchema, 201: JobSchema, 400: ErrorReply, 429: ErrorReply }
+      response: { 200: JobSchema, 201: JobSchema, 400: ErrorReply, 409: ErrorReply, 429: ErrorReply }
     }
   }, async (req, reply) => {
     const body = req.body
@@ -39,7 +39,7 @@ export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (instance, 
       timeoutMs: timeoutSeconds === null ? null : timeoutSeconds * 1000,
       idempotencyKey: req.headers['idempotency-key'] ?? null,
       retryOf: null
-    }, config.maxPending)
+    }, config.maxPending, { anySeed: body.seed === undefined })
     reply.header('location', `/api/jobs/${row.id}`)
     if (!created) return reply.code(200).send(toJob(row))
     req.log.info({ jobId: row.id, event: 'submitted', params: JSON.parse(row.params), priority: row.priority }, 'job submitted')

@@ -1,13 +1,13 @@
 import type { FastifyPluginAsync } from 'fastify'
 import { type Db, latestSchemaVersion } from '../db.js'
-import type { Scheduler } from '../jobs/scheduler.js'
+import type { Scheduler, SchedulerHealth } from '../jobs/scheduler.js'
 
 /** What the health routes look at. */
 export interface OpsOptions {
   /** Throws, with a reason, when the database is not usable (see checkDb); /readyz answers 503 then. */
   dbReady?: () => void
   /** When the scheduler reports the time of its last pass (epoch ms, null before the first), /readyz also checks it is recent. */
-  scheduler?: Pick<Scheduler, 'wake'> & { lastTickAt?: () => number | null }
+  scheduler?: Pick<Scheduler, 'wake'> & { lastTickAt?: () => number | null, health?: () => SchedulerHealth }
 }
 
 /** A scheduler that has not looked at the table for this long is taken as stuck. */
@@ -57,6 +57,8 @@ export const opsRoutes: FastifyPluginAsync<OpsOptions> = async (app, { dbReady, 
       if (last !== undefined && (last === null || Date.now() - last > SCHEDULER_STALE_MS)) {
         throw new Error(last === null ? 'scheduler not started' : `scheduler has not run for ${Math.round((Date.now() - last) / 1000)} s`)
       }
+      const health = scheduler?.health?.()
+      if (health && !health.ok) throw new Error(health.reason ?? 'scheduler cannot start jobs')
       return { status: 'ok' }
     } catch (err) {
       req.log.warn({ err }, 'not ready')

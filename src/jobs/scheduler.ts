@@ -1,9 +1,9 @@
 import { type ChildProcess, fork } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import type { Config } from '../config.js'
 import type { Logger } from '../log.js'
+import { checkProcess, type ProcessCheck } from '../process-identity.js'
 import type { JobStore } from './store.js'
 import { type JobRow, WORKER_ENV } from './types.js'
 
@@ -26,6 +26,17 @@ const UNRESPONSIVE_LEASES = 6
 /** How often the scheduler looks at the table even when nothing told it to. */
 const TICK_MS = 250
 
+/** Exit code of a worker that found the database locked past busy_timeout (not the job's fault). */
+const EXIT_DATABASE_BUSY = 3
+
+/** Re-forking after workers die at boot waits this long, doubling with each failure in a row, up to the cap. */
+const BOOT_BACKOFF_MS = 250
+const BOOT_BACKOFF_CAP_MS = 30_000
+/** A spare still alive this long after its fork has booted. */
+const BOOTED_AFTER_MS = 5000
+/** Failures at boot in a row from which /readyz says not ready. */
+const UNREADY_BOOT_FAILURES = 2
+
 /** A worker process this server forked. */
 interface Child {
   token: string
@@ -34,7 +45,14 @@ interface Child {
   /** Job and lease it was given; unset while it waits as a spare. */
   jobId?: number
   lease?: number
+  /** The scheduler itself told it to go (a spare no longer wanted). */
+  dismissed?: boolean
+  /** Known to have booted: it wrote a heartbeat, ended a job, or lived BOOTED_AFTER_MS as a spare. */
+  booted?: boolean
 }
+
+/** Whether the scheduler can start jobs: false while workers keep dying at boot (for /readyz). */
+export interface SchedulerHealth { ok: boolean, reason?: string }
 
 /** Counters the scheduler keeps for metrics and tests. */
 export interface SchedulerStats {
@@ -69,6 +87,33 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
   let queued = false
   let stopping = false
   let lastTickAt: number | null = null
+  /** Workers that died at boot in a row, why the last one did, and when the next fork may happen. */
+  let bootFailures = 0
+  let lastBootFailure = ''
+  let nextForkAt = 0
+  /** A worker forked after a failure at boot whose fate is not known yet: no other fork until it is. */
+  let probe: Child | null = null
+
+  function canFork (): boolean {
+    return bootFailures === 0 || (probe === null && Date.now() >= nextForkAt)
+  }
+
+  function booted (child: Child): void {
+    if (child.booted) return
+    child.booted = true
+    if (probe === child) probe = null
+    if (bootFailures > 0) log.info({ worker: child.token, after: bootFailures }, 'workers boot again')
+    bootFailures = 0
+  }
+
+  function failedAtBoot (child: Child, why: string): void {
+    if (probe === child) probe = null
+    bootFailures++
+    lastBootFailure = why
+    const delay = Math.min(BOOT_BACKOFF_CAP_MS, BOOT_BACKOFF_MS * 2 ** (bootFailures - 1))
+    nextForkAt = Date.now() + delay
+    log.error({ worker: child.token, why, failures: bootFailures, retryInMs: delay }, 'worker died at boot; forking again after a pause')
+  }
 
   function spawnWorker (): Child {
     const token = randomBytes(8).toString('hex')
@@ -87,6 +132,7 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
     })
     const entry: Child = { token, process: child, forkedAt: Date.now() }
     children.set(token, entry)
+    if (bootFailures > 0) probe = entry
     stats.forks++
     child.on('error', (err) => log.error({ err, worker: token }, 'worker process error'))
     child.on('exit', (code, signal) => onExit(entry, code, signal))
@@ -97,27 +143,50 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
     children.delete(child.token)
     const idle = spares.indexOf(child)
     if (idle >= 0) spares.splice(idle, 1)
-    if (child.jobId !== undefined && child.lease !== undefined) {
-      const row = store.get(child.jobId)
-      if (row && row.status === 'running' && row.lease === child.lease) {
-        // The worker left without writing an end: settle what was asked of it, or count the attempt as lost.
-        if (row.stop_request) settle(row, `worker stopped (${signal ?? `code ${code}`})`)
-        else lose(row, signal ? `worker killed by ${signal}` : `worker exited with code ${code}`)
+    // Settling an exit writes to the database; a failure there (disk full, I/O error) is logged and left to the
+    // next tick, which finds the row running with its worker gone. Thrown from an 'exit' listener it would
+    // crash the server.
+    try {
+      const how = signal ? `killed by ${signal}` : `exited with code ${code}`
+      if (child.jobId !== undefined && child.lease !== undefined) {
+        const row = store.get(child.jobId)
+        const current = row && row.status === 'running' && row.lease === child.lease && row.worker === child.token ? row : undefined
+        if (code === 0 || (row && !current)) booted(child)
+        else if (current && current.pid === null && code !== EXIT_DATABASE_BUSY && !stopping) failedAtBoot(child, `worker ${how} before its first heartbeat`)
+        if (current) {
+          // The worker left without writing an end: settle what was asked of it, give back an attempt the
+          // database took from it, or count the attempt as lost.
+          if (current.stop_request) settle(current, `worker stopped (${signal ?? `code ${code}`})`)
+          else if (code === EXIT_DATABASE_BUSY) giveBack(current)
+          else lose(current, `worker ${how}`, { exited: true })
+        }
+      } else if (!stopping && !child.dismissed) {
+        if (code === 0 && !signal) booted(child)
+        else failedAtBoot(child, `idle worker ${how}`)
       }
-    } else if (!stopping && (code !== 0 || signal)) {
-      log.warn({ worker: child.token, code, signal }, 'idle worker exited')
+    } catch (err) {
+      log.error({ err, worker: child.token, jobId: child.jobId }, 'could not settle the exit of a worker; the next pass will')
     }
     wake()
   }
 
   function settle (row: JobRow, why: string): void {
-    if (!row.stop_request || !store.settleStop(row.id, row.lease, row.stop_request)) return
+    if (!row.stop_request || !store.settleStop(row, row.stop_request)) return
     const event = row.stop_request === 'release' ? 'released' : row.stop_request === 'cancel' ? 'canceled' : 'failed'
     log.info({ jobId: row.id, event, reason: row.stop_request, why }, `job ${event}`)
   }
 
-  function lose (row: JobRow, reason: string): void {
-    const outcome = store.markLost(row.id, row.lease, reason, config.maxAttempts)
+  function giveBack (row: JobRow): void {
+    if (!store.giveBack(row, 'worker found the database locked for too long')) return
+    log.warn({ jobId: row.id, event: 'requeued', workerPid: row.pid, reason: 'database busy' }, 'worker left its job: database busy; back to pending, no attempt charged')
+  }
+
+  /**
+   * The attempt is lost: back to pending or failed. A worker that is still there (frozen, or running but
+   * silent) is killed, so it can never compete with the next attempt for CPU or memory.
+   */
+  function lose (row: JobRow, reason: string, { exited = false } = {}): void {
+    const outcome = store.markLost(row, reason, config.maxAttempts)
     if (outcome === 'gone') return
     stats.lost++
     if (outcome === 'requeued') stats.requeued++
@@ -125,35 +194,46 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
     const fields = { jobId: row.id, attempt: row.attempts, workerPid: row.pid, reason, resumeFromStep: checkpoint?.step ?? 0 }
     if (outcome === 'failed') log.error({ ...fields, event: 'failed' }, 'job failed: no attempts left')
     else log.warn({ ...fields, event: 'requeued' }, 'job lost its worker; back to pending')
+    if (!exited && kill(row)) log.warn({ jobId: row.id, workerPid: row.pid }, 'lost worker was still there; killed')
   }
 
-  function kill (row: JobRow): void {
+  /**
+   * What the worker of a running row is now. Our own children are known by their handle; an adopted worker
+   * only by the pid and start time it recorded with its first heartbeat and the token in its command line: a
+   * pid that now names another process means the worker is gone.
+   */
+  function workerState (row: JobRow): ProcessCheck | 'unknown' {
     const own = row.worker ? children.get(row.worker) : undefined
-    const pid = own?.process.pid ?? row.pid
-    if (!pid) return
-    try {
-      process.kill(pid, 'SIGKILL')
-      stats.killed++
-    } catch {
-      // Already gone.
+    if (own?.process.pid !== undefined) {
+      if (own.process.exitCode !== null || own.process.signalCode !== null) return 'gone'
+      const check = checkProcess(own.process.pid, {})
+      return check === 'foreign' || check === 'unverified' ? 'running' : check
     }
+    if (row.pid === null) return 'unknown'
+    return checkProcess(row.pid, { start: row.pid_start, token: row.worker })
   }
 
-  /** Whether a worker process can still make progress: 'stopped' is a frozen one (SIGSTOP, a debugger). */
-  function processState (pid: number): 'alive' | 'stopped' | 'gone' {
+  /**
+   * SIGKILL to the worker of a row: our own child through its handle, an adopted one only once its identity
+   * is verified (never a process that merely has the same pid). Returns whether a signal was sent.
+   */
+  function kill (row: JobRow): boolean {
+    const own = row.worker ? children.get(row.worker) : undefined
+    if (own) {
+      if (own.process.exitCode !== null || own.process.signalCode !== null) return false
+      const sent = own.process.kill('SIGKILL')
+      if (sent) stats.killed++
+      return sent
+    }
+    if (row.pid === null) return false
+    const state = checkProcess(row.pid, { start: row.pid_start, token: row.worker })
+    if (state !== 'running' && state !== 'stopped') return false
     try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-      const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
-      if (state === 'Z' || state === 'X') return 'gone'
-      return state === 'T' || state === 't' ? 'stopped' : 'alive'
+      process.kill(row.pid, 'SIGKILL')
+      stats.killed++
+      return true
     } catch {
-      // No /proc here, or no such process: ask the kernel the portable way.
-      try {
-        process.kill(pid, 0)
-        return 'alive'
-      } catch (err) {
-        return (err as NodeJS.ErrnoException).code === 'EPERM' ? 'alive' : 'gone'
-      }
+      return false // Gone meanwhile.
     }
   }
 
@@ -165,10 +245,21 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
     let running = 0
     for (const row of store.running()) {
       const own = row.worker ? children.get(row.worker) : undefined
+      if (own && row.pid !== null) booted(own)
+      const state = workerState(row)
+      const timedOut = row.timeout_ms !== null && row.started_at !== null && now >= row.started_at + row.timeout_ms
+      if (!own && (state === 'gone' || state === 'foreign')) {
+        // An adopted worker that is no more (its pid gone, or now another process's): carry out what was asked of
+        // it here, or resume the job at once. Nothing is signalled.
+        const request = row.stop_request === 'cancel' || row.stop_request === 'timeout' ? row.stop_request : timedOut ? 'timeout' : row.stop_request
+        const why = state === 'gone' ? `worker pid ${row.pid} is gone` : `pid ${row.pid} now belongs to another process`
+        if (request) settle({ ...row, stop_request: request }, why)
+        else lose(row, why, { exited: true })
+        continue
+      }
       // The run-time limit, a separate clock from the lease: past it the worker is asked to stop (and is killed
       // below if it does not); a pending release is overridden.
-      if (row.timeout_ms !== null && row.started_at !== null && now >= row.started_at + row.timeout_ms &&
-        (row.stop_request === null || row.stop_request === 'release')) {
+      if (timedOut && (row.stop_request === null || row.stop_request === 'release')) {
         store.requestStop(row.id, 'timeout')
         running++
         continue
@@ -185,12 +276,8 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
       // of CPU, so it keeps its job until it has been silent for UNRESPONSIVE_LEASES leases.
       const silentMs = now - (row.heartbeat_at ?? 0)
       const pid = own?.process.pid ?? row.pid
-      const state = pid ? processState(pid) : 'alive'
-      if (state === 'gone' && !own) {
-        lose(row, `worker pid ${pid} is gone`)
-        continue
-      }
-      if (silentMs > config.leaseMs && (state !== 'alive' || silentMs > UNRESPONSIVE_LEASES * config.leaseMs)) {
+      const runnable = state === 'running' || state === 'unknown' || state === 'unverified'
+      if (silentMs > config.leaseMs && (!runnable || silentMs > UNRESPONSIVE_LEASES * config.leaseMs)) {
         const why = state === 'stopped' ? 'frozen' : state === 'gone' ? 'gone' : 'unresponsive'
         lose(row, `no heartbeat for ${Math.round(silentMs / 1000)} s (worker pid ${pid ?? 'unknown'} ${why})`)
         continue
@@ -200,7 +287,8 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
     // Fork only for a job that is waiting: a worker forked on spec and killed again would wake this tick through
     // its exit, forever.
     for (let free = config.maxConcurrency - running; free > 0 && store.hasPending(); free--) {
-      const worker = spares.shift() ?? spawnWorker()
+      const worker = spares.shift() ?? (canFork() ? spawnWorker() : undefined)
+      if (!worker) break // Workers die at boot: wait out the pause.
       const row = store.claimNext(worker.token)
       if (!row) {
         spares.unshift(worker)
@@ -213,8 +301,13 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
     // Booting costs a worker more than a tiny job does, so the next workers boot while the current ones
     // compute: a slot that frees up is refilled by a process that is already up.
     const wanted = !config.warmSpare ? 0 : store.hasPending() ? config.maxConcurrency : 1
-    while (spares.length < wanted) spares.push(spawnWorker())
-    while (spares.length > wanted) spares.pop()?.process.kill('SIGTERM')
+    while (spares.length < wanted && canFork()) spares.push(spawnWorker())
+    while (spares.length > wanted) {
+      const dismissed = spares.pop() as Child
+      dismissed.dismissed = true
+      dismissed.process.kill('SIGTERM')
+    }
+    for (const spare of spares) if (now - spare.forkedAt >= BOOTED_AFTER_MS) booted(spare)
     lastTickAt = now
   }
 
@@ -266,6 +359,13 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
       return lastTickAt
     },
 
+    /** Not ok while workers keep dying at boot (jobs cannot start), with the reason; for /readyz. */
+    health (): SchedulerHealth {
+      if (bootFailures < UNREADY_BOOT_FAILURES) return { ok: true }
+      const wait = Math.max(0, Math.round((nextForkAt - Date.now()) / 1000))
+      return { ok: false, reason: `workers die at boot: ${bootFailures} in a row (last: ${lastBootFailure}); next try in ${wait} s` }
+    },
+
     /**
      * Graceful stop: no new claims, every running worker asked to checkpoint and give its job back, and any
      * worker still there after SHUTDOWN_GRACE_MS killed with its job released here. Leaves no child behind.
@@ -274,14 +374,23 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
       if (stopping) return
       stopping = true
       if (timer) clearInterval(timer)
-      for (const idle of spares.splice(0)) idle.process.kill('SIGTERM')
+      for (const idle of spares.splice(0)) {
+        idle.dismissed = true
+        idle.process.kill('SIGTERM')
+      }
       const running = store.running()
-      for (const row of running) store.requestStop(row.id, 'release')
+      for (const row of running) {
+        const state = workerState(row)
+        // A worker that is no more cannot hand its job back: do it here, without waiting or signalling.
+        if (!children.has(row.worker ?? '') && (state === 'gone' || state === 'foreign')) {
+          store.settleStop(row, row.stop_request === 'cancel' || row.stop_request === 'timeout' ? row.stop_request : 'release')
+        } else store.requestStop(row.id, 'release')
+      }
       const released = await waitFor(() => store.running().length === 0, config.shutdownGraceMs)
       if (!released) {
         for (const row of store.running()) {
           kill(row)
-          if (store.settleStop(row.id, row.lease, row.stop_request ?? 'release')) {
+          if (store.settleStop(row, row.stop_request ?? 'release')) {
             log.warn({ jobId: row.id }, 'worker did not release its job in time; killed, job back to pending')
           }
         }

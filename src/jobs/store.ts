@@ -41,12 +41,49 @@ export interface Submitted { row: JobRow, created: boolean }
 /** Outcome of a fenced worker write: `lost` means the lease moved on and the worker must stop writing. */
 export type Fenced<T> = { ok: true, value: T } | { ok: false }
 
+/**
+ * One attempt at a job: what every write on its behalf is fenced on. The lease alone is not enough (it starts
+ * again at 1 in every job), nor is the id (a worker frozen long enough can outlive its job); the worker token
+ * is random per process, so no other attempt can ever hold the same three. A claimed JobRow is one.
+ */
+export interface Attempt {
+  readonly id: number
+  readonly lease: number
+  /** Token of the worker process; null never matches. */
+  readonly worker: string | null
+}
+
+/** How a submit with an already used idempotency key is compared with the job that key created. */
+export interface SubmitOptions {
+  /** The client chose no seed (one was drawn for it): any stored seed matches. */
+  anySeed?: boolean
+}
+
+/** JSON with sorted keys, so two equal objects give the same text. */
+const canonical = (value: unknown): string => JSON.stringify(value, (_key, v) =>
+  v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b))) : v)
+
+/** Names the first field in which a repeated submit differs from the job its key created; null when none. */
+function submitDifference (row: JobRow, job: NewJob, options: SubmitOptions): string | null {
+  if (row.type !== job.type) return 'type'
+  if (row.name !== job.name) return 'name'
+  if (row.priority !== job.priority) return 'priority'
+  if (row.timeout_ms !== job.timeoutMs) return 'timeoutSeconds'
+  const stored = JSON.parse(row.params) as Record<string, unknown>
+  const wanted: Record<string, unknown> = { ...job.params }
+  if (options.anySeed) wanted.seed = stored.seed
+  for (const key of new Set([...Object.keys(stored), ...Object.keys(wanted)])) {
+    if (canonical(stored[key]) !== canonical(wanted[key])) return key
+  }
+  return null
+}
+
 export type JobStore = ReturnType<typeof createJobStore>
 
 /**
  * All job SQL. Every statement is prepared once; methods are synchronous; anything that reads and then
- * writes runs in a BEGIN IMMEDIATE transaction. Worker writes are fenced: they match on (id, lease, status
- * 'running') and report `ok: false` when the lease has moved on.
+ * writes runs in a BEGIN IMMEDIATE transaction. Worker writes are fenced: they match on (id, lease, worker token,
+ * status 'running') and report `ok: false` when the attempt is no longer the job's current one.
  */
 export function createJobStore (db: Db, clock: () => number = Date.now) {
   const getStmt = db.prepare<[number], JobRow>('SELECT * FROM jobs WHERE id = ?')
@@ -70,7 +107,7 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
   const nextPendingStmt = db.prepare<[], JobRow>(`
     SELECT * FROM jobs WHERE status = 'pending' ORDER BY priority DESC, id LIMIT 1`)
   const claimStmt = db.prepare<{ id: number, worker: string, now: number }, JobRow>(`
-    UPDATE jobs SET status = 'running', lease = lease + 1, attempts = attempts + 1, worker = @worker, pid = NULL,
+    UPDATE jobs SET status = 'running', lease = lease + 1, attempts = attempts + 1, worker = @worker, pid = NULL, pid_start = NULL,
       heartbeat_at = @now, stop_request = NULL, stop_requested_at = NULL,
       started_at = coalesce(started_at, @now), updated_at = @now
     WHERE id = @id AND status = 'pending'
@@ -78,9 +115,10 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
   const runningStmt = db.prepare<[], JobRow>("SELECT * FROM jobs WHERE status = 'running'")
   const anyPendingStmt = db.prepare<[], number>("SELECT 1 FROM jobs WHERE status = 'pending' LIMIT 1").pluck()
   const assignedStmt = db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE worker = ? AND status = 'running'")
-  const beatStmt = db.prepare<{ id: number, lease: number, pid: number | null, step: number, progress: number, now: number }, { stop_request: StopRequest | null }>(`
-    UPDATE jobs SET pid = coalesce(@pid, pid), step = @step, progress = @progress, heartbeat_at = @now, updated_at = @now
-    WHERE id = @id AND lease = @lease AND status = 'running'
+  const beatStmt = db.prepare<{ id: number, lease: number, worker: string | null, pid: number | null, pidStart: number | null, step: number, progress: number, now: number }, { stop_request: StopRequest | null }>(`
+    UPDATE jobs SET pid = coalesce(@pid, pid), pid_start = coalesce(@pidStart, pid_start), step = @step, progress = @progress,
+      heartbeat_at = @now, updated_at = @now
+    WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'
     RETURNING stop_request`)
   const saveCheckpointStmt = db.prepare<{ id: number, lease: number, step: number, state: Buffer, now: number }>(`
     INSERT INTO checkpoints (job_id, lease, step, state, saved_at) VALUES (@id, @lease, @step, @state, @now)
@@ -91,35 +129,43 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
   const checkpointStepStmt = db.prepare<[number], { step: number, saved_at: number }>(
     'SELECT step, saved_at FROM checkpoints WHERE job_id = ?')
   const dropCheckpointStmt = db.prepare<[number]>('DELETE FROM checkpoints WHERE job_id = ?')
-  const doneStmt = db.prepare<{ id: number, lease: number, result: string, now: number }>(`
-    UPDATE jobs SET status = 'done', result = @result, error = NULL, step = steps, progress = 100, pid = NULL,
+  type Fence = { id: number, lease: number, worker: string | null }
+  const doneStmt = db.prepare<Fence & { result: string, now: number }>(`
+    UPDATE jobs SET status = 'done', result = @result, error = NULL, step = steps, progress = 100, pid = NULL, pid_start = NULL,
       stop_request = NULL, finished_at = @now, updated_at = @now
-    WHERE id = @id AND lease = @lease AND status = 'running'`)
-  const failStmt = db.prepare<{ id: number, lease: number, error: string, now: number }>(`
-    UPDATE jobs SET status = 'failed', error = @error, pid = NULL, finished_at = @now, updated_at = @now
-    WHERE id = @id AND lease = @lease AND status = 'running'`)
-  const cancelRunningStmt = db.prepare<{ id: number, lease: number, now: number }>(`
-    UPDATE jobs SET status = 'canceled', pid = NULL, finished_at = @now, updated_at = @now
-    WHERE id = @id AND lease = @lease AND status = 'running'`)
-  // A release is not the job's fault: the attempt it used is given back.
-  const releaseStmt = db.prepare<{ id: number, lease: number, now: number }>(`
-    UPDATE jobs SET status = 'pending', attempts = max(attempts - 1, 0), worker = NULL, pid = NULL,
-      stop_request = NULL, stop_requested_at = NULL, heartbeat_at = NULL, updated_at = @now
-    WHERE id = @id AND lease = @lease AND status = 'running'`)
-  const requeueStmt = db.prepare<{ id: number, lease: number, error: string, now: number }>(`
-    UPDATE jobs SET status = 'pending', error = @error, worker = NULL, pid = NULL, heartbeat_at = NULL,
+    WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'`)
+  const failStmt = db.prepare<Fence & { error: string, now: number }>(`
+    UPDATE jobs SET status = 'failed', error = @error, pid = NULL, pid_start = NULL, finished_at = @now, updated_at = @now
+    WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'`)
+  const cancelRunningStmt = db.prepare<Fence & { now: number }>(`
+    UPDATE jobs SET status = 'canceled', pid = NULL, pid_start = NULL, finished_at = @now, updated_at = @now
+    WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'`)
+  // A release is not the job's fault: the attempt it used is given back (so is one the database kept from
+  // working, with the reason kept in error).
+  const releaseStmt = db.prepare<Fence & { error: string | null, now: number }>(`
+    UPDATE jobs SET status = 'pending', attempts = max(attempts - 1, 0), error = coalesce(@error, error), worker = NULL,
+      pid = NULL, pid_start = NULL, stop_request = NULL, stop_requested_at = NULL, heartbeat_at = NULL, updated_at = @now
+    WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'`)
+  const requeueStmt = db.prepare<Fence & { error: string, now: number }>(`
+    UPDATE jobs SET status = 'pending', error = @error, worker = NULL, pid = NULL, pid_start = NULL, heartbeat_at = NULL,
       stop_request = NULL, stop_requested_at = NULL, updated_at = @now
-    WHERE id = @id AND lease = @lease AND status = 'running'`)
+    WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'`)
   const changedStmt = db.prepare<{ after: number, limit: number }, JobRow>(
     'SELECT * FROM jobs WHERE seq > @after ORDER BY seq LIMIT @limit')
   const latestSeqStmt = db.prepare<[], number>('SELECT coalesce(max(seq), 0) FROM jobs').pluck()
 
   const fenced = <T>(changes: number, value: T): Fenced<T> => (changes === 1 ? { ok: true, value } : { ok: false })
 
-  const insertTx = db.transaction((job: NewJob, maxPending: number): Submitted => {
+  const insertTx = db.transaction((job: NewJob, maxPending: number, options: SubmitOptions): Submitted => {
     if (job.idempotencyKey !== null) {
       const existing = byKeyStmt.get(job.idempotencyKey)
-      if (existing) return { row: existing, created: false }
+      if (existing) {
+        const differs = submitDifference(existing, job, options)
+        if (differs !== null) {
+          throw new ConflictError(`Idempotency-Key "${job.idempotencyKey}" was already used for job ${existing.id} with a different request (${differs} differs); use a new key for a new job`)
+        }
+        return { row: existing, created: false }
+      }
     }
     const { c } = countPendingStmt.get() as { c: number }
     if (c >= maxPending) {
@@ -140,14 +186,17 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     return { row: getStmt.get(inserted.id) as JobRow, created: true }
   })
 
-  /** Applies what a stop request means once the worker has stopped, fenced on its lease. */
-  const settleStop = (id: number, lease: number, request: StopRequest): boolean => {
+  const fence = (a: Attempt): Fence => ({ id: a.id, lease: a.lease, worker: a.worker })
+
+  /** Applies what a stop request means once the worker has stopped, fenced on its attempt. */
+  const settleStop = (attempt: Attempt, request: StopRequest): boolean => {
     const now = clock()
-    if (request === 'release') return releaseStmt.run({ id, lease, now }).changes === 1
+    const f = fence(attempt)
+    if (request === 'release') return releaseStmt.run({ ...f, error: null, now }).changes === 1
     const changes = request === 'cancel'
-      ? cancelRunningStmt.run({ id, lease, now }).changes
-      : failStmt.run({ id, lease, error: 'timeout', now }).changes
-    if (changes === 1) dropCheckpointStmt.run(id)
+      ? cancelRunningStmt.run({ ...f, now }).changes
+      : failStmt.run({ ...f, error: 'timeout', now }).changes
+    if (changes === 1) dropCheckpointStmt.run(attempt.id)
     return changes === 1
   }
 
@@ -165,10 +214,11 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
 
   return {
     // ---- API side -----------------------------------------------------------------------------------------
-    /** Inserts a pending job, or returns the job already stored under the same idempotency key.
-     *  Throws QueueFullError when MAX_PENDING jobs are already waiting. */
-    submit (job: NewJob, maxPending: number): Submitted {
-      return insertTx.immediate(job, maxPending)
+    /** Inserts a pending job, or returns the job already stored under the same idempotency key. Throws
+     *  QueueFullError when MAX_PENDING jobs are already waiting, ConflictError when the key was used for a
+     *  different request (type, name, priority, time limit or parameters). */
+    submit (job: NewJob, maxPending: number, options: SubmitOptions = {}): Submitted {
+      return insertTx.immediate(job, maxPending, options)
     },
 
     get (id: number): JobRow | undefined {
@@ -194,14 +244,17 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
       return out
     },
 
-    /** Cancels a pending job at once, or asks the worker of a running one to stop. */
+    /** Cancels a pending job at once (with the checkpoint a released attempt left), or asks the worker of a
+     *  running one to stop. */
     cancel (id: number): JobRow {
       return db.transaction(() => {
         const row = getStmt.get(id)
         if (!row) throw new NotFoundError(`job ${id} not found`)
         const now = clock()
-        if (row.status === 'pending') cancelPendingStmt.run({ id, now })
-        else if (row.status === 'running') requestStopStmt.run({ id, request: 'cancel', now })
+        if (row.status === 'pending') {
+          cancelPendingStmt.run({ id, now })
+          dropCheckpointStmt.run(id)
+        } else if (row.status === 'running') requestStopStmt.run({ id, request: 'cancel', now })
         else throw new ConflictError(`job ${id} is already ${row.status}`)
         return getStmt.get(id) as JobRow
       }).immediate()
@@ -232,7 +285,7 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
         timeoutMs: row.timeout_ms,
         idempotencyKey: null,
         retryOf: row.id
-      }, maxPending).row
+      }, maxPending, {}).row
     },
 
     /** Rows whose latest change comes after change number `after` (see migrations/002), in commit order. */
@@ -271,21 +324,28 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     /** The server's side of a stop its worker did not carry out in time (the worker was killed). */
     settleStop,
 
-    /** A lease whose worker is gone: back to pending (resuming from its checkpoint) or, with no attempt
+    /** An attempt whose worker is gone: back to pending (resuming from its checkpoint) or, with no attempt
      *  left, failed with the reason. Fenced: does nothing if the worker already ended the job. */
-    markLost (id: number, lease: number, reason: string, maxAttempts: number): 'requeued' | 'failed' | 'gone' {
+    markLost (attempt: Attempt, reason: string, maxAttempts: number): 'requeued' | 'failed' | 'gone' {
       return db.transaction(() => {
+        const { id, lease, worker } = attempt
         const row = getStmt.get(id)
-        if (!row || row.status !== 'running' || row.lease !== lease) return 'gone' as const
+        if (!row || row.status !== 'running' || row.lease !== lease || row.worker !== worker) return 'gone' as const
         const now = clock()
         if (row.attempts >= maxAttempts) {
-          failStmt.run({ id, lease, error: `${reason} (attempt ${row.attempts} of ${maxAttempts})`, now })
+          failStmt.run({ id, lease, worker, error: `${reason} (attempt ${row.attempts} of ${maxAttempts})`, now })
           dropCheckpointStmt.run(id)
           return 'failed' as const
         }
-        requeueStmt.run({ id, lease, error: reason, now })
+        requeueStmt.run({ id, lease, worker, error: reason, now })
         return 'requeued' as const
       }).immediate()
+    },
+
+    /** An attempt that ended through no fault of the job (its worker found the database locked for too long):
+     *  back to pending without using up an attempt, the reason kept in `error`. Fenced like markLost. */
+    giveBack (attempt: Attempt, reason: string): boolean {
+      return releaseStmt.run({ ...fence(attempt), error: reason, now: clock() }).changes === 1
     },
 
     /** Step of the saved checkpoint, if any (for logs and tests). */
@@ -303,44 +363,46 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
       return loadCheckpointStmt.get(id)
     },
 
-    /** Heartbeat with progress; returns the pending stop request (or null). */
-    beat (id: number, lease: number, progress: { step: number, progress: number, pid?: number }): Fenced<StopRequest | null> {
-      const row = beatStmt.get({ id, lease, pid: progress.pid ?? null, step: progress.step, progress: progress.progress, now: clock() })
+    /** Heartbeat with progress; returns the pending stop request (or null). The first one also records which
+     *  process the worker is (`pid`, and `pidStart`, its start time), so the server never trusts or signals
+     *  another process that later gets the same pid. */
+    beat (attempt: Attempt, progress: { step: number, progress: number, pid?: number, pidStart?: number }): Fenced<StopRequest | null> {
+      const row = beatStmt.get({ ...fence(attempt), pid: progress.pid ?? null, pidStart: progress.pidStart ?? null, step: progress.step, progress: progress.progress, now: clock() })
       return row ? { ok: true, value: row.stop_request } : { ok: false }
     },
 
     /** Heartbeat, progress and checkpoint in one transaction. */
-    saveCheckpoint (id: number, lease: number, checkpoint: Checkpoint, progress: number): Fenced<StopRequest | null> {
+    saveCheckpoint (attempt: Attempt, checkpoint: Checkpoint, progress: number): Fenced<StopRequest | null> {
       return db.transaction((): Fenced<StopRequest | null> => {
         const now = clock()
-        const row = beatStmt.get({ id, lease, pid: null, step: checkpoint.step, progress, now })
+        const row = beatStmt.get({ ...fence(attempt), pid: null, pidStart: null, step: checkpoint.step, progress, now })
         if (!row) return { ok: false }
-        saveCheckpointStmt.run({ id, lease, step: checkpoint.step, state: checkpoint.state, now })
+        saveCheckpointStmt.run({ id: attempt.id, lease: attempt.lease, step: checkpoint.step, state: checkpoint.state, now })
         return { ok: true, value: row.stop_request }
       }).immediate()
     },
 
     /** The job is done: result stored and checkpoint deleted, in one transaction. */
-    complete (id: number, lease: number, result: object): Fenced<void> {
+    complete (attempt: Attempt, result: object): Fenced<void> {
       return db.transaction(() => {
-        const changes = doneStmt.run({ id, lease, result: JSON.stringify(result), now: clock() }).changes
-        if (changes === 1) dropCheckpointStmt.run(id)
+        const changes = doneStmt.run({ ...fence(attempt), result: JSON.stringify(result), now: clock() }).changes
+        if (changes === 1) dropCheckpointStmt.run(attempt.id)
         return fenced(changes, undefined)
       }).immediate()
     },
 
     /** The job failed with `error`; no retry (the computation itself is at fault). */
-    fail (id: number, lease: number, error: string): Fenced<void> {
+    fail (attempt: Attempt, error: string): Fenced<void> {
       return db.transaction(() => {
-        const changes = failStmt.run({ id, lease, error, now: clock() }).changes
-        if (changes === 1) dropCheckpointStmt.run(id)
+        const changes = failStmt.run({ ...fence(attempt), error, now: clock() }).changes
+        if (changes === 1) dropCheckpointStmt.run(attempt.id)
         return fenced(changes, undefined)
       }).immediate()
     },
 
     /** The worker stopped as requested: canceled, timed out, or released back to pending. */
-    stopped (id: number, lease: number, request: StopRequest): Fenced<void> {
-      return db.transaction(() => fenced(settleStop(id, lease, request) ? 1 : 0, undefined)).immediate()
+    stopped (attempt: Attempt, request: StopRequest): Fenced<void> {
+      return db.transaction(() => fenced(settleStop(attempt, request) ? 1 : 0, undefined)).immediate()
     },
 
     // ---- operations --------------------------------------------------------------------------------------

@@ -50,6 +50,9 @@ export interface JobRow {
   /** Token of the worker process holding the lease. */
   worker: string | null
   pid: number | null
+  /** Start time of that pid in clock ticks since boot (/proc/<pid>/stat field 22), written with the first
+   *  heartbeat: which process the pid is. Null before it, or where /proc is missing. */
+  pid_start: number | null
   heartbeat_at: number | null
   stop_request: StopRequest | null
   stop_requested_at: number | null

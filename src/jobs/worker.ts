@@ -5,8 +5,10 @@
  *   wait until a running row carries our token → load its checkpoint → compute in small units →
  *   heartbeat + progress (fenced on the lease), checkpoint every CHECKPOINT_MS → result or error.
  *
- * Every write matches on (job id, lease). The moment one matches nothing, the job belongs to someone else
- * (this worker was frozen past its lease and the job was taken over): the worker stops without writing.
+ * Every write matches on (job id, lease, this worker's token). The moment one matches nothing, the job belongs
+ * to someone else (this worker was frozen past its lease and the job was taken over): the worker stops without
+ * writing. The first heartbeat records the pid and its start time, so the server can tell this process from
+ * another one that later gets the same pid.
  *
  * Imports only config-free modules: no HTTP, no Fastify.
  */
@@ -15,8 +17,9 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { latestSchemaVersion, openDb } from '../db.js'
 import { coerceError } from '../errors.js'
 import { createLogger } from '../log.js'
+import { processStartTime } from '../process-identity.js'
 import { jobTypes } from './registry.js'
-import { createJobStore, type Fenced } from './store.js'
+import { type Attempt, createJobStore, type Fenced } from './store.js'
 import { type JobRow, type JobRun, type StopRequest, WORKER_ENV } from './types.js'
 
 /** How often an idle worker looks for its assignment (a cheap PRAGMA data_version when nothing changed). */
@@ -97,15 +100,27 @@ async function waitForAssignment (): Promise<JobRow | undefined> {
 /** How runJob ended: `lost` = the lease moved on; `abandoned` = left for the scheduler to resume. */
 type Ending = 'done' | 'failed' | 'stopped' | 'lost' | 'abandoned'
 
+/** The database stayed locked past busy_timeout. */
+const databaseBusy = (err: unknown): boolean => /^SQLITE_(BUSY|LOCKED)/.test(String((err as { code?: unknown })?.code))
+
 async function runJob (row: JobRow): Promise<Ending> {
   const { id, lease } = row
+  const attempt: Attempt = { id, lease, worker: token }
   const jobLog = log.child({ jobId: id, attempt: row.attempts, lease })
   const lost = (): Ending => {
     jobLog.warn('job was taken over by another attempt while this worker was not heard from; stopping without writing')
     return 'lost'
   }
-  const first = store.beat(id, lease, { step: row.step, progress: row.progress, pid: process.pid })
+  const first = store.beat(attempt, { step: row.step, progress: row.progress, pid: process.pid, pidStart: processStartTime() })
   if (!first.ok) return lost()
+  if (first.value) {
+    // Asked to stop before it started (canceled, timed out or released while this worker was booting): nothing
+    // computed, so nothing to checkpoint; the stored checkpoint stays for a release.
+    const request = first.value
+    if (!store.stopped(attempt, request).ok) return lost()
+    jobLog.info({ event: request === 'timeout' ? 'failed' : request === 'cancel' ? 'canceled' : 'released', step: row.step, reason: request }, 'job stopped before it started')
+    return 'stopped'
+  }
 
   let run: JobRun
   const checkpoint = store.loadCheckpoint(id)
@@ -116,7 +131,7 @@ async function runJob (row: JobRow): Promise<Ending> {
   } catch (err) {
     const message = `cannot start: ${coerceError(err).message}`
     jobLog.error({ err, event: 'failed', reason: message }, 'job failed')
-    return store.fail(id, lease, message).ok ? 'failed' : lost()
+    return store.fail(attempt, message).ok ? 'failed' : lost()
   }
   jobLog.info({ event: 'started', resumedFromStep: checkpoint?.step ?? null, steps: run.steps }, 'job started')
 
@@ -130,9 +145,9 @@ async function runJob (row: JobRow): Promise<Ending> {
   const stop = (request: StopRequest): Ending => {
     // Give the next attempt as little to redo as possible: a checkpoint first.
     if (request === 'release' && !run.finished) {
-      if (!store.saveCheckpoint(id, lease, run.checkpoint(), progressOf()).ok) return lost()
+      if (!store.saveCheckpoint(attempt, run.checkpoint(), progressOf()).ok) return lost()
     }
-    if (!store.stopped(id, lease, request).ok) return lost()
+    if (!store.stopped(attempt, request).ok) return lost()
     jobLog.info({ event: request === 'timeout' ? 'failed' : request === 'cancel' ? 'canceled' : 'released', step: run.step, reason: request }, `job ${request === 'release' ? 'released to pending' : request === 'cancel' ? 'canceled' : 'failed: timeout'}`)
     return 'stopped'
   }
@@ -144,7 +159,7 @@ async function runJob (row: JobRow): Promise<Ending> {
       let written: Fenced<StopRequest | null> | null = null
       if (!run.finished && now - lastCheckpoint >= checkpointEvery) {
         const saved = run.checkpoint()
-        written = store.saveCheckpoint(id, lease, saved, progressOf())
+        written = store.saveCheckpoint(attempt, saved, progressOf())
         lastCheckpoint = lastBeat = Date.now()
         if (saved.state.byteLength > LARGE_CHECKPOINT_BYTES) {
           // Serializing a large state leaves tens of MB behind (the buffer, the driver's copy) that V8 would only
@@ -154,7 +169,7 @@ async function runJob (row: JobRow): Promise<Ending> {
           checkpointEvery = Math.max(checkpointMs, 20 * (Date.now() - now))
         }
       } else if (now - lastBeat >= heartbeatMs) {
-        written = store.beat(id, lease, { step: run.step, progress: progressOf() })
+        written = store.beat(attempt, { step: run.step, progress: progressOf() })
         lastBeat = now
       }
       if (written && !written.ok) return lost()
@@ -170,25 +185,26 @@ async function runJob (row: JobRow): Promise<Ending> {
       }
     }
     const result = run.result() as { elapsedMs?: number, gflops?: number }
-    if (!store.complete(id, lease, result).ok) return lost()
+    if (!store.complete(attempt, result).ok) return lost()
     jobLog.info({ event: 'done', elapsedMs: result.elapsedMs, gflops: result.gflops, result }, 'job done')
     return 'done'
   } catch (err) {
     const error = coerceError(err)
-    if (/^SQLITE_(BUSY|LOCKED)/.test(String((error as { code?: unknown }).code))) {
-      // The database stayed locked past busy_timeout: not the job's fault. Exit without an end; the scheduler
-      // sees the exit and resumes the job from its checkpoint as a new attempt.
+    if (databaseBusy(error)) {
+      // The database stayed locked past busy_timeout: not the job's fault. Exit (code 3) without an end; the
+      // scheduler sees the exit and resumes the job from its checkpoint without charging an attempt.
       jobLog.error({ err: error }, 'database busy for too long; leaving the job to be resumed')
       return 'abandoned'
     }
     jobLog.error({ err: error, event: 'failed', reason: error.message }, 'job failed')
-    return store.fail(id, lease, error.message).ok ? 'failed' : lost()
+    return store.fail(attempt, error.message).ok ? 'failed' : lost()
   }
 }
 
 const row = await waitForAssignment()
 idle = false
-const ending = row ? await runJob(row) : 'stopped'
+// A busy database on the first or last write (outside runJob's own catch) is also left to be resumed.
+const ending = row ? await runJob(row).catch((err: unknown) => { if (databaseBusy(err)) return 'abandoned' as const; throw err }) : 'stopped'
 db.close()
 // Non-zero when the job did not end here: failed (1), or left to be resumed (3).
 process.exit(ending === 'failed' ? 1 : ending === 'abandoned' ? 3 : 0)

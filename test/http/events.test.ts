@@ -93,7 +93,7 @@ t.test('a job submitted here and changed by a worker connection streams every st
   const latencies: number[] = []
   for (let step = 1; step <= 20; step++) {
     const at = Date.now()
-    t.ok(worker.beat(id, claimed!.lease, { step, progress: step }).ok, `beat ${step} written`)
+    t.ok(worker.beat(claimed!, { step, progress: step }).ok, `beat ${step} written`)
     const seen = await waitFor(() => stream.jobs().find((j) => j.id === id && j.step === step), 1000, `step ${step}`)
     latencies.push(seen.at - at)
     await sleep(Math.random() * 30)
@@ -101,7 +101,7 @@ t.test('a job submitted here and changed by a worker connection streams every st
   t.ok(p95(latencies) < 1000, 'heartbeats arrive within a second')
   t.comment(`write → event latency over ${latencies.length} writes: p50 ${[...latencies].sort((a, b) => a - b)[10]} ms, p95 ${p95(latencies)} ms, max ${Math.max(...latencies)} ms`)
 
-  t.ok(worker.complete(id, claimed!.lease, { lyapunov: 1, theory: 1, trace: 0, elapsedMs: 5, gflops: 0.1 }).ok, 'completed')
+  t.ok(worker.complete(claimed!, { lyapunov: 1, theory: 1, trace: 0, elapsedMs: 5, gflops: 0.1 }).ok, 'completed')
   const done = await waitFor(() => stream.jobs().find((j) => j.id === id && j.status === 'done'), 1000, 'the done event')
   t.same(done.result, { lyapunov: 1, theory: 1, trace: 0, elapsedMs: 5, gflops: 0.1 }, 'the result is in the event')
 

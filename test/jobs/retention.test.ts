@@ -36,8 +36,8 @@ function make (store: JobStore, clock: { now: number }, name: string, status: 'd
   }
   const row = store.claimNext(`w-${name}`)
   if (!row || row.id !== id) throw new Error('claimed another job')
-  if (status === 'done') store.complete(id, row.lease, { ok: true })
-  if (status === 'failed') store.fail(id, row.lease, 'broken')
+  if (status === 'done') store.complete(row, { ok: true })
+  if (status === 'failed') store.fail(row, 'broken')
   return id
 }
 
@@ -87,7 +87,7 @@ t.test('DELETE of a finished job leaves nothing of it behind (ON DELETE CASCADE 
   const { db, store } = tmpDb(t)
   const id = store.submit(job('delete me'), 100).row.id
   const row = store.claimNext('w')
-  store.fail(id, row?.lease ?? 0, 'broken')
+  if (row) store.fail(row, 'broken')
   checkpoint(db, id)
   store.remove(id)
   t.equal(store.get(id), undefined, 'the row is gone')
