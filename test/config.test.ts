@@ -33,10 +33,14 @@ t.test('invalid values are refused with a message naming the variable', async (t
     [{ MAX_CONCURRENCY: '1.5' }, /MAX_CONCURRENCY must be an integer/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL must be one of/],
     [{ WARM_SPARE: 'maybe' }, /WARM_SPARE must be true or false/],
-    [{ LEASE_MS: '1000', HEARTBEAT_MS: '800' }, /LEASE_MS .* at least twice HEARTBEAT_MS/]
+    [{ LEASE_MS: '1000', HEARTBEAT_MS: '800' }, /LEASE_MS .* at least twice HEARTBEAT_MS/],
+    [{ STOP_GRACE_MS: '1500' }, /STOP_GRACE_MS \(1500\) must be at least twice HEARTBEAT_MS \(1000\)/],
+    [{ SHUTDOWN_GRACE_MS: '1000', HEARTBEAT_MS: '600', LEASE_MS: '5000' }, /SHUTDOWN_GRACE_MS \(1000\) must be at least twice HEARTBEAT_MS \(600\)/],
+    [{ HEARTBEAT_MS: '2000' }, /STOP_GRACE_MS \(3000\) must be at least twice HEARTBEAT_MS \(2000\)/]
   ]
   for (const [env, message] of cases) t.throws(() => loadConfig(env, null), { name: 'ConfigError', message }, JSON.stringify(env))
   t.throws(() => loadConfig({ PORT: 'x' }, null), ConfigError, 'is a ConfigError')
+  t.equal(loadConfig({ HEARTBEAT_MS: '100', STOP_GRACE_MS: '200', SHUTDOWN_GRACE_MS: '200' }, null).stopGraceMs, 200, 'two heartbeats of grace are enough')
 })
 
 t.test('.env is read, and the real environment wins over it', async (t) => {

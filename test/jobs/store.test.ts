@@ -214,7 +214,7 @@ t.test('a frozen worker writes nothing into a new job that got its job id and le
   t.ok(store.complete(live, { x: 1 }).ok, 'the live attempt finished it')
   store.remove(row.id)
   // Ids are no longer reused; force it, as a database from before AUTOINCREMENT or a hand-made row could.
-  db.prepare(`INSERT INTO jobs (id, type, params, steps, created_at, updated_at) VALUES (?, 'lyapunov', ?, 3, 0, 0)`)
+  db.prepare('INSERT INTO jobs (id, type, params, steps, created_at, updated_at) VALUES (?, \'lyapunov\', ?, 3, 0, 0)')
     .run(row.id, JSON.stringify({ n: 4, steps: 3, seed: 2 }))
   const reborn = store.claimNext('new-worker')!
   t.equal(reborn.id, frozen.id, 'the new job has the frozen worker\'s job id')
