@@ -42,7 +42,7 @@ async function finished (url: string, id: number, ms: number) {
 
 t.test('server killed with SIGKILL, workers alive → restart → the job finishes in its original worker', async (t) => {
   const env = { ...FAST, ...place(t) }
-  const params = { n: 60, steps: 2500, seed: 7 }
+  const params = { n: 60, steps: 8000, seed: 7 } // long enough to outlast a restart on a loaded machine
   const first = await startServer(t, env)
   const { body: created } = await api(first.url, '/api/jobs', { body: params })
   const pid = await waitFor(async () => { const j = await job(first.url, created.id); return j.step > 0 && j.pid }, 30_000, 'progress')

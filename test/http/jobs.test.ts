@@ -140,6 +140,21 @@ t.test('Idempotency-Key returns the same job for a repeated key', async (t) => {
   t.equal(rows(), 1, 'one row')
 })
 
+t.test('the same Idempotency-Key with a different request is a 409 naming the key, and creates nothing', async (t) => {
+  const { app, rows } = await setup(t)
+  const headers = { 'idempotency-key': 'order-18' }
+  const one = await app.inject({ method: 'POST', url: '/api/jobs', headers, payload: { n: 3, steps: 3, priority: 1 } })
+  t.equal(one.statusCode, 201, 'first: 201')
+  for (const payload of [{ n: 4, steps: 3, priority: 1 }, { n: 3, steps: 3 }, { n: 3, steps: 3, priority: 1, seed: one.json().params.seed + 1 }, { n: 3, steps: 3, priority: 1, name: 'x' }]) {
+    const res = await app.inject({ method: 'POST', url: '/api/jobs', headers, payload })
+    t.equal(res.statusCode, 409, `${JSON.stringify(payload)}: 409`)
+    t.match(res.json(), { statusCode: 409, error: 'Conflict', message: new RegExp(`Idempotency-Key "order-18" was already used for job ${one.json().id} with a different request`) }, res.json().message)
+  }
+  const same = await app.inject({ method: 'POST', url: '/api/jobs', headers, payload: { n: 3, steps: 3, priority: 1, seed: one.json().params.seed } })
+  t.equal(same.statusCode, 200, 'the same request with the seed it was given spelled out: 200')
+  t.equal(rows(), 1, 'one row')
+})
+
 t.test('a full queue answers 429 with Retry-After and creates nothing', async (t) => {
   const { app, rows } = await setup(t, { MAX_PENDING: '3' })
   for (let i = 0; i < 3; i++) t.equal((await app.inject({ method: 'POST', url: '/api/jobs', payload: { n: 2, steps: 1 } })).statusCode, 201, `job ${i + 1} accepted`)
