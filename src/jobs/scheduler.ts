@@ -271,9 +271,9 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
         continue
       }
       // The lease: a live worker beats every HEARTBEAT_MS between units of work, however long the job runs.
-      // Silence past the lease from a process that is gone or frozen means the job is lost (a frozen one that
-      // wakes finds its lease moved on and writes nothing). A process that is still runnable is only starved
-      // of CPU, so it keeps its job until it has been silent for UNRESPONSIVE_LEASES leases.
+      // Silence past the lease from a process that is gone or frozen means the job is lost (a frozen one is
+      // killed; were it to wake first, its writes are fenced out). A process that is still runnable is only
+      // starved of CPU, so it keeps its job until it has been silent for UNRESPONSIVE_LEASES leases.
       const silentMs = now - (row.heartbeat_at ?? 0)
       const pid = own?.process.pid ?? row.pid
       const runnable = state === 'running' || state === 'unknown' || state === 'unverified'
