@@ -57,8 +57,8 @@ t.test('a second server on the same database exits at once, names the first, and
   const dir = t.testdir({})
   const env = { DB_PATH: join(dir, 'jobs.db'), MAX_CONCURRENCY: '1', HEARTBEAT_MS: '200', CHECKPOINT_MS: '500', LEASE_MS: '3000' }
   const first = await startServer(t, { ...env, LOG_FILE: join(dir, 'first.log') })
-  const running = (await api(first.url, '/api/jobs', { body: { n: 60, steps: 3000, seed: 1 } })).body
-  const waiting = (await api(first.url, '/api/jobs', { body: { n: 60, steps: 3000, seed: 2 } })).body
+  const running = (await api(first.url, '/api/jobs', { body: { n: 150, steps: 10_000, seed: 1 } })).body
+  const waiting = (await api(first.url, '/api/jobs', { body: { n: 150, steps: 10_000, seed: 2 } })).body
   await waitFor(async () => (await api(first.url, `/api/jobs/${running.id}`)).body.step > 0, 60_000, 'the first job to compute')
 
   // What a second scheduler would change: claims, leases, attempts, owners, stop requests, statuses.
