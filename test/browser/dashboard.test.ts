@@ -73,13 +73,24 @@ function fakeJob (fields: Record<string, unknown>): Record<string, any> {
  * /api/events delivers them as `job` events, then ends with `retry: 100`, so the page reconnects (and refetches)
  * a tenth of a second later and sees whatever the test has put in `state` meanwhile.
  */
-async function scriptApi (page: Page, state: { jobs: Array<Record<string, any>> }): Promise<void> {
+async function scriptApi (page: Page, state: { jobs: Array<Record<string, any>> }): Promise<{ delivered: () => Promise<void> }> {
+  let served = 0
   await page.route(/\/api\/jobs\?/, (route) => route.fulfill({ json: { jobs: state.jobs, nextCursor: null } }))
-  await page.route(/\/api\/events$/, (route) => route.fulfill({
-    status: 200,
-    headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-store' },
-    body: 'retry: 100\n\n' + state.jobs.map((job) => `id: ${job.version}\nevent: job\ndata: ${JSON.stringify(job)}\n\n`).join('')
-  }))
+  await page.route(/\/api\/events$/, (route) => {
+    served++; return route.fulfill({
+      status: 200,
+      headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-store' },
+      body: 'retry: 100\n\n' + state.jobs.map((job) => `id: ${job.version}\nevent: job\ndata: ${JSON.stringify(job)}\n\n`).join('')
+    })
+  })
+  return {
+    /** Resolves once the page has certainly received the current state (two streams served since the call). */
+    async delivered () {
+      const from = served
+      await waitFor(() => served >= from + 2, 5000, 'the page to reconnect')
+      await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(resolve)))
+    }
+  }
 }
 
 /** Seconds in a duration as the page prints it ("9.9 s", "42 s", "2 m 00 s", "1 h 05 m"); null for "—". */
@@ -240,26 +251,6 @@ if (!existsSync(CHROMIUM)) {
     t.same(errors, [], 'no console errors')
   })
 
-  t.test('columns keep their width whatever the rows hold', async (t) => {
-    const { page, errors } = await open(t, browser, server.url)
-    const widths = async (): Promise<number[]> => page.locator('#jobs thead th').evaluateAll((ths) => ths.map((th) => Math.round(th.getBoundingClientRect().width)))
-    const before = await widths()
-    const { body: job } = await api(server.url, '/api/jobs', { body: { n: 30, steps: 20, name: 'w'.repeat(200) } })
-    await waitStatus(page, job.id, 'done')
-    await page.waitForTimeout(1200)
-    t.same(await widths(), before, 'the same column widths before and after a job with a long name ran')
-    const tr = row(page, job.id)
-    // A text that wraps is drawn as more than one box.
-    const lines = async (selector: string): Promise<number> => tr.locator(selector).evaluate((el) => {
-      const range = document.createRange()
-      range.selectNodeContents(el)
-      return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size
-    })
-    t.equal(await lines('td[data-label="elapsed"]'), 1, 'the elapsed time fits on one line')
-    t.equal(await lines('.step'), 1, 'so does the progress text')
-    t.same(errors, [], 'no console errors')
-  })
-
   t.test('a reload shows every job as it was', async (t) => {
     const { page, errors } = await open(t, browser, server.url)
     const { body } = await api(server.url, '/api/jobs?limit=50')
@@ -361,7 +352,7 @@ if (!existsSync(CHROMIUM)) {
     const errors: string[] = []
     page.on('pageerror', (err) => errors.push(err.message))
     await page.clock.setFixedTime(started + 100)
-    await scriptApi(page, state)
+    const script = await scriptApi(page, state)
     await page.goto(server.url)
     await row(page, 1).waitFor()
     const shown: Array<{ at: number, eta: number | null }> = []
@@ -372,7 +363,7 @@ if (!existsSync(CHROMIUM)) {
       version++
       state.jobs = [fakeJob({ ...state.jobs[0], version, progress, step: Math.floor(progress * 3 / 100), updatedAt: new Date(started + at).toISOString() })]
       await page.clock.setFixedTime(started + at + 100)
-      await page.waitForFunction(([text]) => document.querySelector('#jobs tbody tr[data-id="1"] .step')?.textContent?.startsWith(text), [`${progress.toFixed(1)} %`], { timeout: 5000 })
+      await script.delivered()
       shown.push({ at, eta: await eta() })
       // And what the once-a-second refresh shows just before the next beat.
       await page.clock.setFixedTime(started + at + 900)
@@ -413,5 +404,38 @@ if (!existsSync(CHROMIUM)) {
     t.equal(points[points.length - 1][1], goal, 'the line ends on the 100 % line')
     t.ok(points[0][1] > goal, 'and started below it')
     t.match(await svg.locator('title').textContent(), /30\.0 % to 100\.0 %/, 'its title says so')
+  })
+
+  t.test('columns keep their width whatever the rows hold, and times stay on one line', async (t) => {
+    const started = Date.now() - 65_000
+    const state = { jobs: [fakeJob({ status: 'pending', name: 'a', pid: null, startedAt: null, attempts: 0 })] }
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } })
+    t.teardown(() => context.close())
+    const page = await context.newPage()
+    const script = await scriptApi(page, state)
+    await page.goto(server.url)
+    await row(page, 1).waitFor()
+    const widths = async (): Promise<number[]> => page.locator('#jobs thead th').evaluateAll((ths) => ths.map((th) => Math.round(th.getBoundingClientRect().width)))
+    const before = await widths()
+    state.jobs = [fakeJob({ version: 2, name: 'w'.repeat(200), progress: 45.6, step: 1, startedAt: new Date(started).toISOString(), updatedAt: new Date(started + 60_000).toISOString(), attempts: 12 })]
+    await script.delivered()
+    t.match(await row(page, 1).locator('td[data-label="elapsed"]').textContent(), /^1 m \d\d s$/, 'the running job shows a long elapsed time')
+    t.same(await widths(), before, 'the columns kept their widths when a pending job with a short name became a running one with a long name')
+
+    // A text that wraps is drawn as more than one line box.
+    const lines = async (locator: ReturnType<Page['locator']>): Promise<number[]> => locator.evaluateAll((els) => els.map((el) => {
+      const range = document.createRange()
+      range.selectNodeContents(el)
+      return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size
+    }))
+    t.same(await lines(row(page, 1).locator('td.num, .step')), [1, 1, 1, 1, 1], 'elapsed, ETA, GF/s, attempts and the progress text each fit on one line')
+    await page.setViewportSize({ width: 360, height: 800 })
+    await row(page, 1).getByRole('button', { name: 'Details of job 1' }).click()
+    const timings = page.locator('#detail .detail-section').filter({ has: page.locator('h3', { hasText: 'Timings' }) }).locator('dd')
+    await timings.first().waitFor()
+    const counts = await lines(timings)
+    t.ok(counts.length >= 4 && counts.every((n) => n === 1), `at 360 px every timing in the detail is on one line (${counts.join(', ')})`)
+    const overflow = await page.locator('#detail').evaluate((el) => el.scrollWidth - el.clientWidth)
+    t.equal(overflow, 0, 'and the detail still fits the screen')
   })
 }
