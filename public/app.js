@@ -5,6 +5,11 @@
 // jobs it shows, so nothing is lost while the stream was down, and jobs deleted meanwhile disappear.
 // Deletes made through this server also arrive as `event: deleted`; this page removes a row itself after
 // its own DELETE answered 204.
+//
+// Bar, ETA, GF/s and the chart follow the job's fractional `progress` (0..100), not whole steps: a job of 3 big
+// steps moves continuously. The maths (durations, the ETA) lives in format.js, which the tests import.
+
+import { duration, fieldOfApiMessage, fieldProblem, percent, ProgressTracker } from './format.js'
 
 const PAGE_SIZE = 50
 const TOKEN_KEY = 'nonstop.apiToken'
@@ -17,8 +22,10 @@ const $ = (selector) => document.querySelector(selector)
 const jobs = new Map()
 /** Table rows, by job id: the row and the parts that change. */
 const rows = new Map()
-/** Progress samples seen while this page watched, by job id: [{ t (ms, when the worker wrote it), step }]. */
-const samples = new Map()
+/** Progress seen while this page watched, by job id (a ProgressTracker: samples for the chart, the ETA, the rate). */
+const trackers = new Map()
+/** How long a message that needs nothing from the user stays (ms); errors stay until the next action. */
+const MESSAGE_MS = 5000
 /** Cursor of the next (older) page; null when every job is loaded. */
 let nextCursor = null
 /** Id of the job in the detail dialog. */
@@ -46,16 +53,6 @@ const svgEl = (tag, attrs = {}) => {
 }
 
 const ms = (iso) => (iso ? Date.parse(iso) : null)
-
-function duration (millis) {
-  if (millis === null || !Number.isFinite(millis)) return '—'
-  const s = Math.max(0, millis) / 1000
-  if (s < 10) return `${s.toFixed(1)} s`
-  if (s < 60) return `${Math.round(s)} s`
-  const m = Math.floor(s / 60)
-  if (m < 60) return `${m} m ${String(Math.round(s % 60)).padStart(2, '0')} s`
-  return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, '0')} m`
-}
 
 const fmt = (x, digits = 4) => (typeof x === 'number' && Number.isFinite(x) ? x.toPrecision(digits) : '—')
 const dateTime = (iso) => (iso ? new Date(iso).toLocaleString() : '—')
@@ -143,12 +140,11 @@ function upsert (job, { fromList = false } = {}) {
   if (old && old.version > job.version) return
   if (!old && !fromList && nextCursor !== null && job.id < floorId()) return
   jobs.set(job.id, job)
-  if (job.status === 'running' && job.step > 0) {
-    const list = samples.get(job.id) ?? []
-    const t = ms(job.updatedAt)
-    if (!list.length || list[list.length - 1].step !== job.step) list.push({ t, step: job.step })
-    if (list.length > 2000) list.splice(0, list.length - 2000)
-    samples.set(job.id, list)
+  if (job.status === 'running') {
+    let tracker = trackers.get(job.id)
+    if (!tracker) trackers.set(job.id, (tracker = new ProgressTracker()))
+    // The run's start is where progress was 0 only for a first attempt; a resumed one began at its checkpoint.
+    tracker.add(ms(job.updatedAt), job.progress, job.attempts <= 1 ? ms(job.startedAt) : null)
   }
   renderRow(job)
   if (selectedId === job.id) renderDetail()
@@ -157,7 +153,7 @@ function upsert (job, { fromList = false } = {}) {
 
 function removeJob (id) {
   jobs.delete(id)
-  samples.delete(id)
+  trackers.delete(id)
   rows.get(id)?.tr.remove()
   rows.delete(id)
   if (selectedId === id) {
@@ -201,11 +197,20 @@ async function loadMore () {
 
 // ---- rendering -----------------------------------------------------------------------------------------
 
-function showListMessage (text, isError = false) {
-  const node = $('#list-message')
+const messageTimers = new Map()
+
+/**
+ * Shows a status line. A plain message clears itself after MESSAGE_MS; an error stays until the next action
+ * (the next message on that line, or an edit of the form), so it cannot vanish before it is read.
+ */
+function showMessage (node, text, isError = false) {
+  clearTimeout(messageTimers.get(node))
   node.textContent = text
   node.classList.toggle('error', isError)
+  if (text && !isError) messageTimers.set(node, setTimeout(() => { node.textContent = '' }, MESSAGE_MS))
 }
+
+const showListMessage = (text, isError = false) => showMessage($('#list-message'), text, isError)
 
 function renderMore () {
   $('#more').hidden = nextCursor === null
@@ -220,25 +225,6 @@ function renderCounts () {
   renderMore()
 }
 
-/** Steps per ms while running, from what this page saw (falls back to the whole run so far). */
-function rate (job) {
-  const list = samples.get(job.id) ?? []
-  if (list.length >= 2) {
-    const last = list[list.length - 1]
-    // The last half minute at most, so a slowdown shows quickly.
-    let first = list[0]
-    for (let i = list.length - 2; i >= 0; i--) {
-      first = list[i]
-      if (last.t - list[i].t > 30_000) break
-    }
-    if (last.t > first.t && last.step > first.step) return (last.step - first.step) / (last.t - first.t)
-  }
-  const started = ms(job.startedAt)
-  const written = ms(job.updatedAt)
-  if (job.step > 0 && started && written > started) return job.step / (written - started)
-  return null
-}
-
 function elapsedOf (job) {
   const started = ms(job.startedAt)
   if (!started) return null
@@ -248,20 +234,22 @@ function elapsedOf (job) {
 
 function etaOf (job) {
   if (job.status !== 'running') return null
-  const r = rate(job)
-  if (!r) return null
-  const left = (job.steps - job.step) / r - (Date.now() - ms(job.updatedAt))
-  return Math.max(0, left)
+  return trackers.get(job.id)?.eta(Date.now()) ?? null
 }
 
 function gflopsText (job) {
   if (job.status === 'done' && typeof job.result?.gflops === 'number') return job.result.gflops.toFixed(2)
-  if (job.status === 'running') {
-    const r = rate(job)
-    if (r) return `~${((2 * job.params.n ** 3 * r * 1000) / 1e9).toFixed(2)}`
+  const perSecond = job.status === 'running' ? trackers.get(job.id)?.perSecond() : null
+  // A step of the built-in job is one n×n product: 2n³ floating-point operations.
+  if (perSecond && job.type === 'lyapunov' && typeof job.params?.n === 'number') {
+    const stepsPerSecond = (perSecond / 100) * job.steps
+    return `~${((2 * job.params.n ** 3 * stepsPerSecond) / 1e9).toFixed(2)}`
   }
   return '—'
 }
+
+/** Progress in %, 100 once done (a finished job's bar is full whatever its last beat said). */
+const progressOf = (job) => (job.status === 'done' ? 100 : job.progress)
 
 function statusText (job) {
   if (job.status === 'running' && job.cancelRequested) return 'canceling'
@@ -300,7 +288,7 @@ function renderRow (job) {
     const cell = (label, ...children) => el('td', { 'data-label': label }, ...children)
     const open = el('button', { type: 'button', class: 'link' })
     open.addEventListener('click', () => openDetail(job.id))
-    const bar = el('progress', { max: 1, value: 0 })
+    const bar = el('progress', { max: 100, value: 0 })
     const stepText = el('span', { class: 'step' })
     const buttons = actionButtons(job)
     row = {
@@ -337,10 +325,9 @@ function renderRow (job) {
   row.open.classList.toggle('unnamed', !job.name)
   row.open.setAttribute('aria-label', `Details of job ${job.id}`)
   row.status.replaceChildren(badge(job))
-  row.bar.max = Math.max(1, job.steps)
-  row.bar.value = job.step
+  row.bar.value = progressOf(job)
   row.bar.setAttribute('aria-label', `job ${job.id} progress`)
-  row.stepText.textContent = `step ${job.step} of ${job.steps}`
+  row.stepText.textContent = `${percent(progressOf(job))} · step ${job.step} of ${job.steps}`
   row.attempts.textContent = String(job.attempts)
   updateActions(row.buttons, job)
   renderTimes(job, row)
@@ -358,6 +345,7 @@ function renderTimes (job, row = rows.get(job.id)) {
 
 async function act (action, id, button) {
   button.disabled = true
+  showListMessage('')
   try {
     if (action === 'delete') {
       await api(`/api/jobs/${id}`, { method: 'DELETE' })
@@ -398,24 +386,94 @@ function readForm (form) {
   return body
 }
 
+/** The label of a form control in plain words, without "(optional)". */
+function labelOf (input) {
+  const label = input.labels?.[0]
+  if (!label) return input.name
+  const own = [...label.childNodes].filter((node) => node.nodeType === 3).map((node) => node.textContent).join('')
+  return own.trim() || input.name
+}
+
+/** The rules of a control, read from its own attributes (min, max, required, maxlength). */
+function problemOf (input) {
+  const bound = (name) => (input.hasAttribute(name) && input.getAttribute(name) !== '' ? Number(input.getAttribute(name)) : null)
+  const isNumber = input.type === 'number'
+  return fieldProblem({
+    label: labelOf(input),
+    raw: input.value,
+    badInput: isNumber && input.validity.badInput,
+    required: input.required,
+    kind: isNumber ? 'integer' : 'text',
+    min: isNumber ? bound('min') : null,
+    max: isNumber ? bound('max') : null,
+    maxLength: input.maxLength >= 0 ? input.maxLength : null
+  })
+}
+
+/** Marks a control invalid with its message under it, or clears that. */
+function setFieldError (input, text) {
+  const field = input.closest('.field') ?? input.parentElement
+  let note = field.querySelector('.field-error')
+  if (!text) {
+    input.removeAttribute('aria-invalid')
+    input.removeAttribute('aria-errormessage')
+    note?.remove()
+    return
+  }
+  if (!note) {
+    note = el('small', { class: 'field-error', id: `${input.id || input.name}-error` })
+    field.append(note)
+  }
+  note.textContent = text
+  input.setAttribute('aria-invalid', 'true')
+  input.setAttribute('aria-errormessage', note.id)
+}
+
+/** Checks every control of the form at once; returns the messages (empty when all is fine). */
+function checkForm (form) {
+  const problems = []
+  for (const input of form.querySelectorAll('input[name]')) {
+    const problem = problemOf(input)
+    setFieldError(input, problem)
+    if (problem) problems.push({ input, problem })
+  }
+  return problems
+}
+
 async function submitJob (event) {
   event.preventDefault()
   const form = event.target
   const message = $('#form-message')
+  const problems = checkForm(form)
+  if (problems.length) {
+    showMessage(message, problems.length === 1 ? problems[0].problem : `${problems.length} fields to fix: ${problems.map((p) => p.problem).join('; ')}`, true)
+    problems[0].input.focus()
+    return
+  }
   const button = form.querySelector('button[type=submit]')
   button.disabled = true
-  message.classList.remove('error')
-  message.textContent = 'Submitting…'
+  showMessage(message, 'Submitting…')
   try {
     const job = await api('/api/jobs', { body: readForm(form) })
     upsert(job, { fromList: true })
-    message.textContent = `Job ${job.id} submitted.`
+    showMessage(message, `Job ${job.id} submitted.`)
   } catch (err) {
-    message.classList.add('error')
-    message.textContent = err.message
+    // A refusal about one field (a page older than the server's limits) marks that field, in the API's words.
+    const name = fieldOfApiMessage(err.message)
+    const input = name ? form.querySelector(`input[name="${window.CSS.escape(name)}"]`) : null
+    if (input) setFieldError(input, `${labelOf(input)}: ${err.message.replace(/^body\/[A-Za-z0-9_]+ /, '').replace(/^body /, '')}`)
+    showMessage(message, err.message, true)
   } finally {
     button.disabled = false
   }
+}
+
+/** An edit clears that field's mark, and the form's error line: the user is acting on it. */
+function onFormInput (event) {
+  const input = event.target
+  if (input.tagName === 'INPUT' && input.hasAttribute('aria-invalid')) setFieldError(input, null)
+  const message = $('#form-message')
+  if (message.classList.contains('error')) showMessage(message, '')
 }
 
 // ---- detail dialog -------------------------------------------------------------------------------------
@@ -431,14 +489,24 @@ function openDetail (id) {
   if (!dialog.open) dialog.showModal()
 }
 
-function section (title, pairs) {
+function section (title, pairs, className = '') {
   const dl = el('dl')
   for (const [key, value] of pairs) dl.append(el('dt', { text: key }), el('dd', { text: value }))
-  return el('section', { class: 'detail-section' }, el('h3', { text: title }), dl)
+  return el('section', { class: `detail-section ${className}`.trim() }, el('h3', { text: title }), dl)
+}
+
+/** The chart's points: what this page saw, and for a finished job its end at 100 %. */
+function chartPoints (job) {
+  const points = [...(trackers.get(job.id)?.samples ?? [])]
+  const finished = ms(job.finishedAt)
+  if (job.status === 'done' && points.length && finished !== null && points[points.length - 1].progress < 100) {
+    points.push({ t: Math.max(finished, points[points.length - 1].t), progress: 100 })
+  }
+  return points
 }
 
 function chart (job) {
-  const list = samples.get(job.id) ?? []
+  const list = chartPoints(job)
   const wrap = el('section', { class: 'detail-section chart' }, el('h3', { text: 'Progress while watched' }))
   if (list.length < 2) {
     wrap.append(el('p', { class: 'muted', text: job.status === 'running' ? 'Collecting progress…' : 'Progress is charted while this page watches a running job.' }))
@@ -450,24 +518,24 @@ function chart (job) {
   const t0 = list[0].t
   const span = Math.max(1, list[list.length - 1].t - t0)
   const x = (t) => pad.l + ((t - t0) / span) * (W - pad.l - pad.r)
-  const y = (s) => H - pad.b - (s / Math.max(1, job.steps)) * (H - pad.t - pad.b)
+  const y = (progress) => H - pad.b - (Math.min(100, Math.max(0, progress)) / 100) * (H - pad.t - pad.b)
   const svg = svgEl('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', class: 'chart-svg' })
   const title = svgEl('title')
-  title.textContent = `steps over time: ${list[0].step} to ${list[list.length - 1].step} of ${job.steps} in ${duration(span)}`
+  title.textContent = `progress over time: ${percent(list[0].progress)} to ${percent(list[list.length - 1].progress)} in ${duration(span)}`
   svg.append(title)
   svg.append(svgEl('line', { x1: pad.l, y1: H - pad.b, x2: W - pad.r, y2: H - pad.b, class: 'axis' }))
   svg.append(svgEl('line', { x1: pad.l, y1: pad.t, x2: pad.l, y2: H - pad.b, class: 'axis' }))
-  svg.append(svgEl('line', { x1: pad.l, y1: y(job.steps), x2: W - pad.r, y2: y(job.steps), class: 'goal' }))
+  svg.append(svgEl('line', { x1: pad.l, y1: y(100), x2: W - pad.r, y2: y(100), class: 'goal' }))
   const label = (text, attrs) => {
     const node = svgEl('text', attrs)
     node.textContent = text
     return node
   }
-  svg.append(label(String(job.steps), { x: pad.l - 4, y: y(job.steps) + 4, 'text-anchor': 'end' }))
+  svg.append(label('100 %', { x: pad.l - 4, y: y(100) + 4, 'text-anchor': 'end' }))
   svg.append(label('0', { x: pad.l - 4, y: H - pad.b + 4, 'text-anchor': 'end' }))
   svg.append(label('0 s', { x: pad.l, y: H - 4, 'text-anchor': 'start' }))
   svg.append(label(duration(span), { x: W - pad.r, y: H - 4, 'text-anchor': 'end' }))
-  svg.append(svgEl('polyline', { points: list.map((p) => `${x(p.t).toFixed(1)},${y(p.step).toFixed(1)}`).join(' '), class: 'line' }))
+  svg.append(svgEl('polyline', { points: list.map((p) => `${x(p.t).toFixed(1)},${y(p.progress).toFixed(1)}`).join(' '), class: 'line' }))
   wrap.append(svg)
   return wrap
 }
@@ -482,7 +550,7 @@ function renderDetail () {
   parts.push(section('Job', [
     ['name', job.name ?? '—'],
     ['type', job.type],
-    ['progress', `step ${job.step} of ${job.steps} (${job.progress.toFixed(1)} %)`],
+    ['progress', `${percent(progressOf(job))} (step ${job.step} of ${job.steps})`],
     ['attempts', String(job.attempts)],
     ['worker pid', job.pid === null ? '—' : String(job.pid)],
     ...(job.retryOf ? [['retry of', `job ${job.retryOf}`]] : [])
@@ -517,7 +585,7 @@ function renderDetail () {
     ['finished', dateTime(job.finishedAt)],
     ['elapsed', duration(elapsedOf(job))],
     ...(job.status === 'running' ? [['ETA', duration(etaOf(job))], ['last heartbeat', dateTime(job.heartbeatAt)]] : [])
-  ]))
+  ], 'timings'))
   parts.push(chart(job))
   body.replaceChildren(...parts)
 
@@ -563,6 +631,7 @@ function connect () {
 // ---- start ---------------------------------------------------------------------------------------------
 
 $('#submit').addEventListener('submit', submitJob)
+$('#submit').addEventListener('input', onFormInput)
 $('#more').addEventListener('click', loadMore)
 $('#detail-close').addEventListener('click', () => $('#detail').close())
 $('#detail').addEventListener('close', () => {
