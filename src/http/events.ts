@@ -99,6 +99,9 @@ export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app,
   let poller: NodeJS.Timeout | null = null
   let pinger: NodeJS.Timeout | null = null
   let failing = false
+  /** Pages of every catching-up client go one at a time, one per turn of the event loop, whatever their number. */
+  let turns: Promise<void> = Promise.resolve()
+  const myTurn = (): Promise<void> => (turns = turns.then(nextTick))
 
   const logFailure = (err: unknown): void => {
     // Logged once per run of failures, not 20 times a second.
@@ -126,6 +129,8 @@ export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app,
           }
           continue
         }
+        await myTurn()
+        if (res.destroyed) return
         const page = store.changesAfter(client.cursor, PAGE)
         const upTo = cursor
         const inRange = page.filter((c) => c.seq <= upTo)
@@ -134,7 +139,6 @@ export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app,
         if (inRange.length > 0) res.write(inRange.map(changeFrame).join(''))
         client.cursor = next
         failing = false
-        await nextTick()
       }
     } catch (err) {
       logFailure(err)
