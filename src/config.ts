@@ -43,6 +43,8 @@ export interface Config {
   readonly rateLimitMax: number
   /** Finished jobs older than this many days are purged; 0 keeps them forever. */
   readonly retentionDays: number
+  /** Host names (any port) the server answers besides the loopback names; other Host headers get 421. */
+  readonly allowedHosts: readonly string[]
 }
 
 /** Thrown for an invalid setting; the message names the variable and what it accepts. */
@@ -67,6 +69,17 @@ function bool (env: Env, key: string, fallback: boolean): boolean {
   if (['1', 'true', 'yes', 'on'].includes(raw)) return true
   if (['0', 'false', 'no', 'off'].includes(raw)) return false
   throw new ConfigError(`${key} must be true or false, got "${env[key]}"`)
+}
+
+/** A host name or IP address as it appears in a Host header, without the port. */
+const HOST_NAME = /^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])$/
+
+function hostList (env: Env, key: string): string[] {
+  const names = (env[key] ?? '').split(',').map((h) => h.trim().toLowerCase()).filter(Boolean)
+  for (const name of names) {
+    if (!HOST_NAME.test(name)) throw new ConfigError(`${key} must be a comma-separated list of host names (no scheme, no port), got "${name}"`)
+  }
+  return names
 }
 
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
@@ -109,6 +122,7 @@ export function loadConfig (env: Env = process.env, envFile: string | null = '.e
     workerNice: int(merged, 'WORKER_NICE', 10, 0, 19),
     apiToken: merged.API_TOKEN?.trim() || undefined,
     rateLimitMax: int(merged, 'RATE_LIMIT_MAX', 600, 1, 1_000_000),
-    retentionDays: int(merged, 'RETENTION_DAYS', 30, 0, 36_500)
+    retentionDays: int(merged, 'RETENTION_DAYS', 30, 0, 36_500),
+    allowedHosts: Object.freeze(hostList(merged, 'ALLOWED_HOSTS'))
   })
 }

@@ -89,7 +89,10 @@ try {
   lock.release()
   process.exit(1)
 }
-log.info({ dbPath: config.dbPath, maxConcurrency: config.maxConcurrency, url: `http://${config.host}:${config.port}/` }, 'nonstop ready')
+const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${(app.server.address() as { port: number }).port}/`
+log.info({ dbPath: config.dbPath, maxConcurrency: config.maxConcurrency, url }, 'nonstop ready')
+// With the log in a file, the terminal would show nothing at all: one plain line says where to go.
+if (config.logFile) process.stdout.write(`nonstop ready at ${url} (log: ${config.logFile})\n`)
 
 let closing = false
 async function shutdown (signal: NodeJS.Signals): Promise<void> {
@@ -119,3 +122,16 @@ async function shutdown (signal: NodeJS.Signals): Promise<void> {
 }
 process.on('SIGTERM', shutdown)
 process.on('SIGINT', shutdown)
+
+// Second line of defence behind `exec` in the start script: if whatever started the server (npm, a shell, a
+// process manager) goes away without passing the signal on, the server is re-parented; it then stops
+// gracefully rather than keep serving the port and running jobs that nobody can stop any more.
+const parentPid = process.ppid
+const parentWatch = setInterval(() => {
+  if (process.ppid !== parentPid) {
+    log.warn({ parentPid, ppid: process.ppid }, 'the process that started the server is gone')
+    clearInterval(parentWatch)
+    shutdown('SIGTERM').catch(() => {})
+  }
+}, 1000)
+parentWatch.unref()

@@ -6,13 +6,17 @@ import { JOURNAL_SIZE_LIMIT, latestSchemaVersion, MIGRATIONS_DIR, migrate, openD
 t.test('migrate creates the schema, records the version, and a second run is a no-op', async (t) => {
   const db = openDb(join(t.testdir({}), 'a.db'))
   t.teardown(() => db.close())
-  t.same(migrate(db).slice(0, 3), [1, 2, 3], 'first run applies 001, 002, 003, …')
+  const applied = migrate(db)
+  t.same(applied.slice(0, 4), [1, 2, 3, 4], 'first run applies 001, 002, 003, 004, …')
+  t.equal(applied.at(-1), latestSchemaVersion(), '… to the latest')
   t.equal(db.pragma('user_version', { simple: true }), latestSchemaVersion(), 'user_version recorded')
   t.same(migrate(db), [], 'second run applies nothing')
   const triggers = db.prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name").pluck().all()
-  t.same(triggers, ['jobs_seq_on_insert', 'jobs_seq_on_update'], 'change-counter triggers')
+  t.same(triggers, ['jobs_seq_on_insert', 'jobs_seq_on_update', 'jobs_tombstone_on_delete'], 'change-counter triggers')
   const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all()
-  t.same(tables, ['checkpoints', 'jobs', 'server_lock', 'sqlite_sequence'], 'tables exist (sqlite_sequence: ids are AUTOINCREMENT)')
+  for (const table of ['change_counter', 'checkpoints', 'job_tombstones', 'jobs', 'server_lock', 'sqlite_sequence']) {
+    t.ok(tables.includes(table), `table ${table} exists (sqlite_sequence: ids are AUTOINCREMENT)`)
+  }
   t.equal(db.pragma('journal_mode', { simple: true }), 'wal', 'WAL mode')
   t.equal(db.pragma('busy_timeout', { simple: true }), 10000, 'busy timeout set')
   t.equal(db.pragma('foreign_keys', { simple: true }), 1, 'foreign keys on')

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { freePort, ROOT, waitFor } from './fixtures/helpers.js'
@@ -47,4 +48,87 @@ t.test('an invalid setting is a clear message and exit code 1', async (t) => {
   const [code] = await once(proc, 'exit')
   t.equal(code, 1, 'exit code 1')
   t.match(stderr, /invalid configuration: PORT must be an integer, got "eighty"/, 'message names the variable')
+})
+
+/** Pids whose parent is `pid`, from /proc. */
+function childrenOf (pid: number): number[] {
+  return readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((d) => {
+    try {
+      // The command name may hold spaces and parentheses; the parent pid comes after the last ')'.
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8')
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid
+    } catch {
+      return false
+    }
+  }).map(Number)
+}
+
+const alive = (pid: number): boolean => {
+  try {
+    // A zombie has exited; only its parent has yet to reap it.
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  } catch {
+    return false
+  }
+}
+
+t.test('`kill <npm pid>` stops the server gracefully: node replaces the script shell, and its workers go too', async (t) => {
+  const port = await freePort()
+  const dir = t.testdir({})
+  const logFile = join(dir, 'server.log')
+  const npm = spawn('npm', ['start'], {
+    cwd: ROOT,
+    env: { ...process.env, PORT: String(port), DB_PATH: join(dir, 'kill.db'), LOG_FILE: logFile, LOG_LEVEL: 'info', WARM_SPARE: 'true' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true
+  })
+  let output = ''
+  npm.stdout.on('data', (c) => { output += c })
+  npm.stderr.on('data', (c) => { output += c })
+  t.teardown(() => { try { process.kill(-npm.pid!, 'SIGKILL') } catch {} })
+  const url = `http://127.0.0.1:${port}`
+  await waitFor(async () => {
+    if (npm.exitCode !== null) throw new Error(`npm start exited ${npm.exitCode}: ${output}`)
+    try { return (await fetch(`${url}/healthz`)).ok } catch { return false }
+  }, 120_000, 'npm start to answer /healthz')
+
+  t.match(output, new RegExp(`nonstop ready at http://127\\.0\\.0\\.1:${port}/`), 'with LOG_FILE set, the URL is still printed to the terminal')
+  const [server] = childrenOf(npm.pid!)
+  t.match(readFileSync(`/proc/${server}/cmdline`, 'utf8'), /^node\0.*dist\/server\.js/, 'npm\'s child is node itself, not a shell')
+  const workers = await waitFor(() => { const w = childrenOf(server); return w.length > 0 ? w : null }, 20_000, 'a warm spare worker')
+
+  const exited = once(npm, 'exit')
+  const killedAt = Date.now()
+  process.kill(npm.pid!, 'SIGTERM')
+  await exited
+  await waitFor(() => !alive(server) && workers.every((w) => !alive(w)), 15_000, 'the server and its workers to exit')
+  t.ok(Date.now() - killedAt < 15_000, `everything stopped within ${Date.now() - killedAt} ms`)
+  await t.rejects(fetch(`${url}/healthz`), 'the port is closed')
+  const log = readFileSync(logFile, 'utf8')
+  t.match(log, /"signal":"SIGTERM","msg":"shutting down/, 'the server got the SIGTERM')
+  t.match(log, /"msg":"stopped"/, 'and stopped gracefully')
+  t.notMatch(log, /shutdown (failed|took too long)/, 'without a forced exit')
+})
+
+t.test('a server whose parent dies without passing a signal on stops by itself', async (t) => {
+  const port = await freePort()
+  const dir = t.testdir({})
+  const logFile = join(dir, 'server.log')
+  // `; true` keeps the shell around as the server's parent, as `sh -c` does without exec.
+  const shell = spawn('sh', ['-c', `"${process.execPath}" dist/server.js; true`], {
+    cwd: ROOT,
+    env: { ...process.env, PORT: String(port), DB_PATH: join(dir, 'orphan.db'), LOG_FILE: logFile, LOG_LEVEL: 'info' },
+    stdio: 'ignore',
+    detached: true
+  })
+  t.teardown(() => { try { process.kill(-shell.pid!, 'SIGKILL') } catch {} })
+  const url = `http://127.0.0.1:${port}`
+  await waitFor(async () => { try { return (await fetch(`${url}/healthz`)).ok } catch { return false } }, 30_000, 'the server')
+  const [server] = childrenOf(shell.pid!)
+  t.ok(server, 'the server runs under the shell')
+  process.kill(shell.pid!, 'SIGKILL')
+  await waitFor(() => !alive(server), 15_000, 'the orphaned server to stop')
+  const log = readFileSync(logFile, 'utf8')
+  t.match(log, /the process that started the server is gone/, 'it noticed its parent was gone')
+  t.match(log, /"msg":"stopped"/, 'and stopped gracefully')
 })

@@ -15,6 +15,7 @@ import { eventsRoutes } from './events.js'
 import { jobRoutes } from './jobs.js'
 import { createMetrics, metricsRoutes } from './metrics.js'
 import { opsRoutes } from './ops.js'
+import { addOriginChecks } from './origin.js'
 
 /** Static files of the dashboard, the same relative path from src/http and dist/http. */
 export const PUBLIC_DIR = fileURLToPath(new URL('../../public/', import.meta.url))
@@ -76,6 +77,9 @@ export async function buildApp (options: AppOptions): Promise<FastifyInstance> {
     }
     return reply.send(err)
   })
+
+  // First of all: a foreign Host (DNS rebinding) or a cross-site write never gets further.
+  addOriginChecks(app, options.config.allowedHosts, options.config.host)
 
   // The dashboard loads only its own files: no inline script or style, API calls and the event stream to
   // this origin only. Routes that need more (e.g. a docs UI) relax it on their own.

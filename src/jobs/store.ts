@@ -80,6 +80,9 @@ function submitDifference (row: JobRow, job: NewJob, options: SubmitOptions): st
 
 export type JobStore = ReturnType<typeof createJobStore>
 
+/** One entry of the change feed: a job's latest state, or the id of a deleted job; `seq` is its change number. */
+export type Change = { seq: number, row: JobRow, deleted?: undefined } | { seq: number, deleted: number, row?: undefined }
+
 /**
  * All job SQL. Every statement is prepared once; methods are synchronous; anything that reads and then
  * writes runs in a BEGIN IMMEDIATE transaction. Worker writes are fenced: they match on (id, lease, worker token,
@@ -150,9 +153,18 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     UPDATE jobs SET status = 'pending', error = @error, worker = NULL, pid = NULL, pid_start = NULL, heartbeat_at = NULL,
       stop_request = NULL, stop_requested_at = NULL, updated_at = @now
     WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'`)
+  // ---- change feed (migrations/004): rows and tombstones by change number ----
   const changedStmt = db.prepare<{ after: number, limit: number }, JobRow>(
     'SELECT * FROM jobs WHERE seq > @after ORDER BY seq LIMIT @limit')
-  const latestSeqStmt = db.prepare<[], number>('SELECT coalesce(max(seq), 0) FROM jobs').pluck()
+  const tombstonesStmt = db.prepare<{ after: number, limit: number }, { seq: number, job_id: number }>(
+    'SELECT seq, job_id FROM job_tombstones WHERE seq > @after ORDER BY seq LIMIT @limit')
+  const latestSeqStmt = db.prepare<[], number>('SELECT n FROM change_counter').pluck()
+  const resumableStmt = db.prepare<[], number>('SELECT max(n - keep_tombstones, 0) FROM change_counter').pluck()
+  // Counting stops at @cap rows: "more than the cap" is all a caller needs, without walking every change.
+  const countRowsStmt = db.prepare<{ after: number, upTo: number, cap: number }, number>(
+    'SELECT count(*) FROM (SELECT 1 FROM jobs WHERE seq > @after AND seq <= @upTo LIMIT @cap)').pluck()
+  const countTombstonesStmt = db.prepare<{ after: number, upTo: number, cap: number }, number>(
+    'SELECT count(*) FROM (SELECT 1 FROM job_tombstones WHERE seq > @after AND seq <= @upTo LIMIT @cap)').pluck()
 
   const fenced = <T>(changes: number, value: T): Fenced<T> => (changes === 1 ? { ok: true, value } : { ok: false })
 
@@ -288,14 +300,39 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
       }, maxPending, {}).row
     },
 
-    /** Rows whose latest change comes after change number `after` (see migrations/002), in commit order. */
+    // ---- change feed ---------------------------------------------------------------------------------------
+    /** Rows whose latest change comes after change number `after` (see migrations/004), in commit order. */
     changedAfter (after: number, limit = 500): JobRow[] {
       return changedStmt.all({ after, limit })
     },
 
-    /** The number of the latest change to any job (0 for none). */
+    /** Changes after `after`, in commit order: a job's latest state, or the tombstone of a deleted job. */
+    changesAfter (after: number, limit = 500): Change[] {
+      const rows = changedStmt.all({ after, limit })
+      const tombstones = tombstonesStmt.all({ after, limit })
+      if (tombstones.length === 0) return rows.map((row) => ({ seq: row.seq, row }))
+      const changes: Change[] = [
+        ...rows.map((row) => ({ seq: row.seq, row })),
+        ...tombstones.map((t) => ({ seq: t.seq, deleted: t.job_id }))
+      ]
+      return changes.sort((a, b) => a.seq - b.seq).slice(0, limit)
+    },
+
+    /** How many changes lie in (after, upTo], counting no further than `cap + 1`: above `cap` means "too many". */
+    countChanges (after: number, upTo: number, cap: number): number {
+      const rows = countRowsStmt.get({ after, upTo, cap: cap + 1 }) as number
+      if (rows > cap) return rows
+      return rows + (countTombstonesStmt.get({ after, upTo, cap: cap + 1 - rows }) as number)
+    },
+
+    /** The number of the latest change (0 for none). It only ever increases, whatever is deleted. */
     latestSeq (): number {
       return latestSeqStmt.get() as number
+    },
+
+    /** The oldest change number a client can resume from and still learn of every deletion since. */
+    resumableAfter (): number {
+      return resumableStmt.get() as number
     },
 
     // ---- scheduler side ----------------------------------------------------------------------------------

@@ -15,9 +15,9 @@ interface Frame { id?: string, event?: string, data?: string, comment?: string, 
 /** An open /api/events stream read through a real socket, frames parsed as they arrive. */
 interface Stream { status: number, headers: Headers, frames: Frame[], jobs: () => Array<Record<string, any>>, close: () => void, ended: () => boolean }
 
-async function openStream (t: Test, url: string, headers: Record<string, string> = {}): Promise<Stream> {
+async function openStream (t: Test, url: string, headers: Record<string, string> = {}, localAddress?: string): Promise<Stream> {
   // node:http rather than fetch: fetch keeps a spare connection open after an abort, which holds up close().
-  const req = request(`${url}/api/events`, { headers, agent: false })
+  const req = request(`${url}/api/events`, { headers, agent: false, localAddress })
   req.end()
   const [res] = (await once(req, 'response')) as [IncomingMessage]
   const frames: Frame[] = []
@@ -55,7 +55,7 @@ async function openStream (t: Test, url: string, headers: Record<string, string>
 
 /** The app over a real database file, listening on a loopback port; no scheduler runs, the test plays the worker. */
 async function setup (t: Test, events: Partial<EventsTuning> = {}, wrap: (store: JobStore) => JobStore = (s) => s) {
-  const { store, path } = tmpDb(t)
+  const { store, path, db } = tmpDb(t)
   const options = { config: testConfig(), store: wrap(store), scheduler: { wake () {} }, events }
   const app = await buildApp(options)
   t.teardown(() => app.close())
@@ -64,7 +64,7 @@ async function setup (t: Test, events: Partial<EventsTuning> = {}, wrap: (store:
   // A second connection, as a worker process has.
   const workerDb = openDb(path)
   t.teardown(() => workerDb.close())
-  return { app, store, url: `http://127.0.0.1:${port}`, workerDb, worker: createJobStore(workerDb) }
+  return { app, store, db, url: `http://127.0.0.1:${port}`, workerDb, worker: createJobStore(workerDb) }
 }
 
 const p95 = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(values.length * 0.95))]
@@ -170,11 +170,104 @@ t.test('a delete through the API is announced as event: deleted', async (t) => {
   t.equal(stream.frames.filter((f) => f.event === 'deleted').length, 1, 'only successful deletes are announced')
 })
 
+t.test('the change counter never goes back: after the newest jobs are deleted and the rest purged, a new job streams pending → done', async (t) => {
+  const { url, store, worker } = await setup(t)
+  const stream = await openStream(t, url)
+  const ids = [1, 2, 3, 4].map((seed) => store.submit(newJob(`old ${seed}`, seed), 100).row.id)
+  for (const id of ids) store.cancel(id)
+  await waitFor(() => stream.jobs().filter((j) => j.status === 'canceled').length === 4, 2000, 'the four cancels')
+  // The two newest through the API, then a retention purge of everything finished.
+  for (const id of ids.slice(2)) t.equal((await api(url, `/api/jobs/${id}`, { method: 'DELETE' })).status, 204, `job ${id} deleted`)
+  t.equal(store.purgeFinishedBefore(Date.now() + 1000), 2, 'the purge deleted the other two')
+  t.equal(store.list({ limit: 10 }).jobs.length, 0, 'the table is empty')
+
+  const fresh = await api(url, '/api/jobs', { body: { n: 2, steps: 2, name: 'after the purge' } })
+  t.equal(fresh.status, 201, 'a new job submitted')
+  // The stream sends a row's latest state, so each write waits for its event before the next one.
+  const mine = () => stream.jobs().filter((j) => j.name === 'after the purge')
+  await waitFor(() => mine().some((j) => j.status === 'pending'), 2000, 'the pending event')
+  const claimed = worker.claimNext('w1')
+  t.equal(claimed?.id, fresh.body.id, 'claimed by the worker connection')
+  await waitFor(() => mine().some((j) => j.status === 'running'), 2000, 'the running event')
+  t.ok(worker.beat(claimed!, { step: 1, progress: 50 }).ok, 'a heartbeat')
+  await waitFor(() => mine().some((j) => j.step === 1), 2000, 'the heartbeat event')
+  t.ok(worker.complete(claimed!, { lyapunov: 1 }).ok, 'completed')
+  await waitFor(() => mine().some((j) => j.status === 'done'), 2000, 'the done event')
+  t.same(mine().map((j) => j.status), ['pending', 'running', 'running', 'done'], 'every change of the new job arrived, in order')
+  const deleted = stream.frames.filter((f) => f.event === 'deleted').map((f) => JSON.parse(f.data as string).id)
+  t.same([...deleted].sort(), [...ids].sort(), 'a deleted event for each job, from the API and from the purge')
+  const numbers = stream.frames.filter((f) => f.id !== undefined).map((f) => Number(f.id))
+  t.same(numbers, [...numbers].sort((a, b) => a - b), 'event ids only ever increase')
+  t.equal(new Set(numbers).size, numbers.length, 'and are never reused')
+})
+
+t.test('a client resuming with Last-Event-ID after a delete or a purge gets event: deleted', async (t) => {
+  const { url, store } = await setup(t)
+  const a = store.submit(newJob('a', 1), 100).row.id
+  const b = store.submit(newJob('b', 2), 100).row.id
+  store.cancel(a)
+  store.cancel(b)
+  const first = await openStream(t, url)
+  const c = await api(url, '/api/jobs', { body: { n: 2, steps: 2 } })
+  const last = await waitFor(() => first.frames.find((f) => f.event === 'job' && JSON.parse(f.data as string).id === c.body.id), 1000, 'job c')
+  first.close()
+  await sleep(50)
+
+  // While no one listens: b deleted through the API, a purged.
+  t.equal((await api(url, `/api/jobs/${b}`, { method: 'DELETE' })).status, 204, 'b deleted')
+  t.equal(store.purgeFinishedBefore(Date.now() + 1000), 1, 'a purged')
+  const resumed = await openStream(t, url, { 'last-event-id': last.id as string })
+  await waitFor(() => resumed.frames.filter((f) => f.event === 'deleted').length === 2, 1000, 'two deleted events replayed')
+  const deleted = resumed.frames.filter((f) => f.event === 'deleted')
+  t.same(deleted.map((f) => JSON.parse(f.data as string).id), [b, a], 'both deletions, in the order they happened')
+  t.ok(deleted.every((f) => Number(f.id) > Number(last.id)), 'each with its own number after the resumed id')
+  t.notOk(resumed.frames.some((f) => f.event === 'reset'), 'no reset needed')
+})
+
+t.test('tombstones are pruned; a resume from before the oldest one kept gets reset', async (t) => {
+  const { url, store, db } = await setup(t)
+  db.prepare('UPDATE change_counter SET keep_tombstones = 5').run()
+  const ids = [1, 2, 3, 4, 5, 6].map((seed) => store.submit(newJob(null, seed), 100).row.id)
+  for (const id of ids) store.cancel(id)
+  const before = store.latestSeq()
+  t.equal(store.purgeFinishedBefore(Date.now() + 1000), 6, 'six deleted')
+  const kept = db.prepare('SELECT count(*) FROM job_tombstones').pluck().get() as number
+  t.ok(kept <= 5, `tombstones kept within the limit (${kept})`)
+  t.equal(store.resumableAfter(), store.latestSeq() - 5, 'resumable from the oldest change still covered')
+
+  const stale = await openStream(t, url, { 'last-event-id': String(before) })
+  await waitFor(() => stale.frames.some((f) => f.event === 'reset'), 1000, 'reset for a resume older than the tombstones')
+  t.notOk(stale.frames.some((f) => f.event === 'deleted'), 'and no partial list of deletions')
+  const future = await openStream(t, url, { 'last-event-id': String(store.latestSeq() + 1000) })
+  await waitFor(() => future.frames.some((f) => f.event === 'reset'), 1000, 'reset for an id this database never gave')
+})
+
+t.test('streams are bounded in total and per address, with a clear 429 / 503', async (t) => {
+  const { url } = await setup(t, { maxClients: 3, maxClientsPerAddress: 2 })
+  const a = await openStream(t, url)
+  const b = await openStream(t, url)
+  t.equal(a.status, 200, 'first stream')
+  t.equal(b.status, 200, 'second stream')
+  const third = await api(url, '/api/events')
+  t.equal(third.status, 429, 'a third from the same address is refused')
+  t.match(third.body, { statusCode: 429, error: 'Too Many Requests', message: /too many event streams from this address/ }, 'clear message')
+  t.ok(third.headers.get('retry-after'), 'with Retry-After')
+  // Another loopback address counts separately, until the total is reached.
+  const c = await openStream(t, url, {}, '127.0.0.2')
+  t.equal(c.status, 200, 'a stream from another address')
+  const fourth = await openStream(t, url, {}, '127.0.0.3')
+  t.equal(fourth.status, 503, 'beyond the total: 503')
+  const body = await waitFor(() => fourth.ended() && fourth.frames.length === 0 ? 'ended' : false, 2000, 'the refusal')
+  t.ok(body, 'the refusal is a plain reply, not a stream')
+  a.close()
+  await waitFor(async () => (await openStream(t, url)).status === 200, 2000, 'a slot freed by a close is usable again')
+})
+
 t.test('the database is polled only while a client is connected, and a ping keeps the stream alive', async (t) => {
   let calls = 0
   const { url } = await setup(t, { pollMs: 20, heartbeatMs: 100 }, (store) => ({
     ...store,
-    changedAfter: (after: number, limit?: number) => { calls++; return store.changedAfter(after, limit) }
+    changesAfter: (after: number, limit?: number) => { calls++; return store.changesAfter(after, limit) }
   }))
   await sleep(150)
   t.equal(calls, 0, 'no client, no polling')
