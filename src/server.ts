@@ -6,6 +6,7 @@ import { type Config, ConfigError, loadConfig } from './config.js'
 import { migrate, openDb } from './db.js'
 import { buildApp } from './http/app.js'
 import { checkDb } from './http/ops.js'
+import { loadJobTypes } from './job-types/catalog.js'
 import { createScheduler } from './jobs/scheduler.js'
 import { createJobStore } from './jobs/store.js'
 import { createLogger } from './log.js'
@@ -25,11 +26,14 @@ const applied = migrate(db)
 if (applied.length > 0) log.info({ applied, dbPath: config.dbPath }, 'database migrated')
 
 const store = createJobStore(db)
-const scheduler = createScheduler({ store, config, log })
+// A broken module in JOB_TYPES_DIR is logged and listed with its error; it never stops the server.
+const jobTypes = await loadJobTypes({ dir: config.jobTypesDir, log })
+const scheduler = createScheduler({ store, config, log, jobTypeModules: jobTypes.userModules })
 const app = await buildApp({
   config,
   store,
   scheduler,
+  jobTypes,
   loggerInstance: log,
   dbReady: () => checkDb(db)
 })
