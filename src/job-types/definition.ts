@@ -28,6 +28,9 @@ export function checkDefinition (exported: unknown, ajv: Ajv): CheckedDefinition
   for (const key of ['prepare', 'check', 'steps'] as const) {
     if (d[key] !== undefined && typeof d[key] !== 'function') throw new Error(`${key} must be a function when present`)
   }
+  if (d.measurements !== undefined && !(Array.isArray(d.measurements) && d.measurements.every((m) => typeof m === 'string'))) {
+    throw new Error('measurements must be an array of result field names when present')
+  }
   const params = d.params as Record<string, unknown> | undefined
   if (typeof params !== 'object' || params === null || Array.isArray(params) || params.type !== 'object') {
     throw new Error('params must be a JSON Schema of type "object"')

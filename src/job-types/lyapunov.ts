@@ -24,6 +24,8 @@ export default defineJobType<LyapunovParams>({
   // The seed is drawn once, at submit, and stored: every attempt of the job then computes the same matrices.
   prepare: (params) => ({ ...params, seed: params.seed ?? randomInt(0, 2 ** 32) }),
   steps: (params) => params.steps,
+  // Compute time and speed differ from run to run; every other field is bit-identical after any resume.
+  measurements: ['elapsedMs', 'gflops'],
   create (params, checkpoint) {
     // The run reads its checkpoint as bytes; a Buffer view of the same memory, no copy.
     const from = checkpoint && {
