@@ -77,7 +77,10 @@ export async function loadJobTypes ({ dir, log, ajv = createAjv() }: { dir?: str
       const reason = `the name "${type.name}" is already taken by ${taken.builtIn ? 'the built-in type in ' : ''}${taken.file}`
       log?.error({ event: 'job-type-refused', file: type.file, name: type.name, takenBy: taken.file }, `job type in ${type.file} refused: ${reason}`)
       // Listed under its file name so the list shows it; the name stays the first one's.
-      types.push({ name: basename(type.file, extname(type.file)), file: type.file, builtIn: false, error: reason })
+      const refused: LoadedType = { name: basename(type.file, extname(type.file)), file: type.file, builtIn: false, error: reason }
+      types.push(refused)
+      // So that a submission naming it gets this reason, unless that name is someone else's.
+      if (!byName.has(refused.name)) byName.set(refused.name, refused)
       return
     }
     byName.set(type.name, type)
