@@ -6,6 +6,8 @@
 // Deletes made through this server also arrive as `event: deleted`; this page removes a row itself after
 // its own DELETE answered 204.
 
+import { initJobForm, readJobForm } from './form.js'
+
 const PAGE_SIZE = 50
 const TOKEN_KEY = 'nonstop.apiToken'
 const STATUSES = ['pending', 'running', 'done', 'failed', 'canceled']
@@ -258,7 +260,7 @@ function gflopsText (job) {
   if (job.status === 'done' && typeof job.result?.gflops === 'number') return job.result.gflops.toFixed(2)
   if (job.status === 'running') {
     const r = rate(job)
-    if (r) return `~${((2 * job.params.n ** 3 * r * 1000) / 1e9).toFixed(2)}`
+    if (r && job.type === 'lyapunov') return `~${((2 * job.params.n ** 3 * r * 1000) / 1e9).toFixed(2)}`
   }
   return '—'
 }
@@ -376,28 +378,6 @@ async function act (action, id, button) {
   }
 }
 
-function readForm (form) {
-  const data = new FormData(form)
-  const body = {}
-  // Numbers go as numbers when they are numbers; anything else goes as typed, so the API's own message explains it.
-  const number = (key, optional) => {
-    const raw = String(data.get(key) ?? '').trim()
-    if (raw === '') {
-      if (!optional) body[key] = null
-      return
-    }
-    const value = Number(raw)
-    body[key] = Number.isFinite(value) ? value : raw
-  }
-  number('n', false)
-  number('steps', false)
-  number('priority', true)
-  number('seed', true)
-  const name = String(data.get('name') ?? '')
-  if (name.trim() !== '') body.name = name
-  return body
-}
-
 async function submitJob (event) {
   event.preventDefault()
   const form = event.target
@@ -407,7 +387,7 @@ async function submitJob (event) {
   message.classList.remove('error')
   message.textContent = 'Submitting…'
   try {
-    const job = await api('/api/jobs', { body: readForm(form) })
+    const job = await api('/api/jobs', { body: readJobForm(form) })
     upsert(job, { fromList: true })
     message.textContent = `Job ${job.id} submitted.`
   } catch (err) {
@@ -488,9 +468,7 @@ function renderDetail () {
     ...(job.retryOf ? [['retry of', `job ${job.retryOf}`]] : [])
   ]))
   parts.push(section('Parameters', [
-    ['n', String(job.params.n)],
-    ['steps', String(job.params.steps)],
-    ['seed', String(job.params.seed)],
+    ...Object.entries(job.params).map(([key, value]) => [key, String(value)]),
     ['priority', String(job.priority)],
     ['timeout', job.timeoutSeconds === null ? 'none' : `${job.timeoutSeconds} s`]
   ]))
@@ -563,6 +541,7 @@ function connect () {
 // ---- start ---------------------------------------------------------------------------------------------
 
 $('#submit').addEventListener('submit', submitJob)
+initJobForm($('#submit'))
 $('#more').addEventListener('click', loadMore)
 $('#detail-close').addEventListener('click', () => $('#detail').close())
 $('#detail').addEventListener('close', () => {

@@ -14,9 +14,9 @@ export default defineJobType<LyapunovParams>({
   params: {
     type: 'object',
     properties: {
-      n: { type: 'integer', minimum: 1, maximum: 2000, description: 'matrix size n (n×n)' },
-      steps: { type: 'integer', minimum: 1, maximum: 10000, description: 'number of matrix products' },
-      seed: { type: 'integer', minimum: 0, maximum: 4294967295, description: 'uint32 PRNG seed; random when absent' }
+      n: { type: 'integer', title: 'Matrix size n', minimum: 1, maximum: 2000, examples: [200], description: 'matrix size n (n×n)' },
+      steps: { type: 'integer', title: 'Steps', minimum: 1, maximum: 10000, examples: [100], description: 'number of matrix products' },
+      seed: { type: 'integer', title: 'Seed', minimum: 0, maximum: 4294967295, description: 'uint32 PRNG seed; random when absent' }
     },
     required: ['n', 'steps'],
     additionalProperties: false
