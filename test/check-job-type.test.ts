@@ -4,6 +4,7 @@
  * one whose fraction goes back. Each run forks real processes that restore each other's checkpoints.
  */
 import { execFile } from 'node:child_process'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { BUILT_IN_TYPES } from '../src/job-types/builtins.js'
@@ -38,6 +39,17 @@ t.test('the example type conforms', async (t) => {
   t.equal(code, 0, `exit 0\n${out}`)
   t.match(out, /info {2}checkpoint sizes 648 B \.\. 648 B/, 'checkpoint size: n+1 float64')
   t.match(out, /PASS {2}power-iteration conforms/, 'PASS')
+})
+
+t.test('the complete example of the README conforms', async (t) => {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
+  const example = /```js\n(\/\/ JOB_TYPES_DIR\/sum-of-squares\.mjs[\s\S]*?)```/.exec(readme)?.[1]
+  t.ok(example, 'the README has the example')
+  const file = join(t.testdir({}), 'sum-of-squares.mjs')
+  writeFileSync(file, example ?? '')
+  const { code, out } = await kit(file, '{"count":20500}')
+  t.equal(code, 0, `exit 0\n${out}`)
+  t.match(out, /result \{"sum":2871498211750\}/, 'the sum of squares below 20500')
 })
 
 t.test('a type whose result depends on the process fails, naming the first difference', async (t) => {

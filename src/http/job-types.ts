@@ -1,3 +1,4 @@
+import { basename } from 'node:path'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyPluginAsync } from 'fastify'
 import type { JobTypeCatalog } from '../job-types/catalog.js'
@@ -9,7 +10,7 @@ export const jobTypeRoutes: FastifyPluginAsync<{ jobTypes: JobTypeCatalog }> = a
   const list = {
     types: jobTypes.types.map((t) => t.definition && !t.error
       ? { name: t.name, title: t.definition.title, description: t.definition.description, params: t.definition.params, builtIn: t.builtIn }
-      : { name: t.name, title: t.name, description: `module ${t.file}`, params: { type: 'object' }, builtIn: t.builtIn, error: t.error ?? 'unusable' })
+      : { name: t.name, title: t.name, description: `module ${basename(t.file)}`, params: { type: 'object' }, builtIn: t.builtIn, error: t.error ?? 'unusable' })
   }
   app.get('/api/job-types', {
     schema: {
