@@ -11,6 +11,8 @@
 
 import { duration, fieldOfApiMessage, fieldProblem, percent, ProgressTracker } from './format.js'
 
+import { initJobForm, readJobForm } from './form.js'
+
 const PAGE_SIZE = 50
 const TOKEN_KEY = 'nonstop.apiToken'
 const STATUSES = ['pending', 'running', 'done', 'failed', 'canceled']
@@ -364,28 +366,6 @@ async function act (action, id, button) {
   }
 }
 
-function readForm (form) {
-  const data = new FormData(form)
-  const body = {}
-  // Numbers go as numbers when they are numbers; anything else goes as typed, so the API's own message explains it.
-  const number = (key, optional) => {
-    const raw = String(data.get(key) ?? '').trim()
-    if (raw === '') {
-      if (!optional) body[key] = null
-      return
-    }
-    const value = Number(raw)
-    body[key] = Number.isFinite(value) ? value : raw
-  }
-  number('n', false)
-  number('steps', false)
-  number('priority', true)
-  number('seed', true)
-  const name = String(data.get('name') ?? '')
-  if (name.trim() !== '') body.name = name
-  return body
-}
-
 /** The label of a form control in plain words, without "(optional)". */
 function labelOf (input) {
   const label = input.labels?.[0]
@@ -403,7 +383,7 @@ function problemOf (input) {
     raw: input.value,
     badInput: isNumber && input.validity.badInput,
     required: input.required,
-    kind: isNumber ? 'integer' : 'text',
+    kind: isNumber ? (input.step === 'any' ? 'number' : 'integer') : 'text',
     min: isNumber ? bound('min') : null,
     max: isNumber ? bound('max') : null,
     maxLength: input.maxLength >= 0 ? input.maxLength : null
@@ -454,7 +434,7 @@ async function submitJob (event) {
   button.disabled = true
   showMessage(message, 'Submitting…')
   try {
-    const job = await api('/api/jobs', { body: readForm(form) })
+    const job = await api('/api/jobs', { body: readJobForm(form) })
     upsert(job, { fromList: true })
     showMessage(message, `Job ${job.id} submitted.`)
   } catch (err) {
@@ -556,9 +536,7 @@ function renderDetail () {
     ...(job.retryOf ? [['retry of', `job ${job.retryOf}`]] : [])
   ]))
   parts.push(section('Parameters', [
-    ['n', String(job.params.n)],
-    ['steps', String(job.params.steps)],
-    ['seed', String(job.params.seed)],
+    ...Object.entries(job.params).map(([key, value]) => [key, String(value)]),
     ['priority', String(job.priority)],
     ['timeout', job.timeoutSeconds === null ? 'none' : `${job.timeoutSeconds} s`]
   ]))
@@ -632,6 +610,7 @@ function connect () {
 
 $('#submit').addEventListener('submit', submitJob)
 $('#submit').addEventListener('input', onFormInput)
+initJobForm($('#submit'))
 $('#more').addEventListener('click', loadMore)
 $('#detail-close').addEventListener('click', () => $('#detail').close())
 $('#detail').addEventListener('close', () => {

@@ -149,7 +149,7 @@ export class ProgressTracker {
 /**
  * Checks one form field against its rules and says what it needs in plain words, or returns null when it is fine.
  * `raw` is what was typed; `badInput` is true when the browser could not read a number from it.
- * @param {{ label: string, raw: string, badInput?: boolean, required?: boolean, kind: 'integer' | 'text',
+ * @param {{ label: string, raw: string, badInput?: boolean, required?: boolean, kind: 'integer' | 'number' | 'text',
  *   min?: number | null, max?: number | null, maxLength?: number | null }} field
  */
 export function fieldProblem ({ label, raw, badInput = false, required = false, kind, min = null, max = null, maxLength = null }) {
@@ -159,14 +159,21 @@ export function fieldProblem ({ label, raw, badInput = false, required = false, 
     if (maxLength !== null && raw.length > maxLength) return `${label}: at most ${maxLength} characters`
     return null
   }
-  const rule = `${label}: ${wholeNumberRule(min, max)}`
+  const rule = `${label}: ${kind === 'number' ? numberRule(min, max) : wholeNumberRule(min, max)}`
   if (badInput) return rule
   if (value === '') return required ? rule : null
   const number = Number(value)
-  if (!Number.isInteger(number)) return rule
+  if (kind === 'number' ? !Number.isFinite(number) : !Number.isInteger(number)) return rule
   if (min !== null && number < min) return rule
   if (max !== null && number > max) return rule
   return null
+}
+
+function numberRule (min, max) {
+  if (min !== null && max !== null) return `a number from ${min} to ${max}`
+  if (min !== null) return `a number, at least ${min}`
+  if (max !== null) return `a number, at most ${max}`
+  return 'a number'
 }
 
 function wholeNumberRule (min, max) {
@@ -182,7 +189,7 @@ function wholeNumberRule (min, max) {
  * @param {string} message
  */
 export function fieldOfApiMessage (message) {
-  const path = /^body\/([A-Za-z0-9_]+)/.exec(message)
+  const path = /^body\/(?:params\/)?([A-Za-z0-9_]+)/.exec(message)
   if (path) return path[1]
   const required = /^body must have required property '([A-Za-z0-9_]+)'/.exec(message)
   return required ? required[1] : null

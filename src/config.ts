@@ -45,6 +45,8 @@ export interface Config {
   readonly retentionDays: number
   /** Host names (any port) the server answers besides the loopback names; other Host headers get 421. */
   readonly allowedHosts: readonly string[]
+  /** Folder of user job types (each *.js / *.mjs file one type), absolute; none when absent. */
+  readonly jobTypesDir: string | undefined
 }
 
 /** Thrown for an invalid setting; the message names the variable and what it accepts. */
@@ -123,6 +125,7 @@ export function loadConfig (env: Env = process.env, envFile: string | null = '.e
     apiToken: merged.API_TOKEN?.trim() || undefined,
     rateLimitMax: int(merged, 'RATE_LIMIT_MAX', 600, 1, 1_000_000),
     retentionDays: int(merged, 'RETENTION_DAYS', 30, 0, 36_500),
-    allowedHosts: Object.freeze(hostList(merged, 'ALLOWED_HOSTS'))
+    allowedHosts: Object.freeze(hostList(merged, 'ALLOWED_HOSTS')),
+    jobTypesDir: merged.JOB_TYPES_DIR?.trim() ? resolve(merged.JOB_TYPES_DIR.trim()) : undefined
   })
 }

@@ -6,6 +6,7 @@ import { type Config, ConfigError, loadConfig } from './config.js'
 import { migrate, openDb, startWalCheckpoints } from './db.js'
 import { buildApp } from './http/app.js'
 import { checkDb } from './http/ops.js'
+import { loadJobTypes } from './job-types/catalog.js'
 import { createScheduler } from './jobs/scheduler.js'
 import { createJobStore } from './jobs/store.js'
 import { createLogger } from './log.js'
@@ -49,11 +50,14 @@ const lockTimer = setInterval(() => {
 lockTimer.unref()
 
 const store = createJobStore(db)
-const scheduler = createScheduler({ store, config, log })
+// A broken module in JOB_TYPES_DIR is logged and listed with its error; it never stops the server.
+const jobTypes = await loadJobTypes({ dir: config.jobTypesDir, log })
+const scheduler = createScheduler({ store, config, log, jobTypeModules: jobTypes.userModules })
 const app = await buildApp({
   config,
   store,
   scheduler,
+  jobTypes,
   loggerInstance: log,
   dbReady: () => checkDb(db)
 })

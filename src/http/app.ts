@@ -1,10 +1,10 @@
 import { fileURLToPath } from 'node:url'
 import fastifyHelmet from '@fastify/helmet'
 import fastifyStatic from '@fastify/static'
-import { Ajv, type Options as AjvOptions } from 'ajv'
-import addFormats from 'ajv-formats'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import { createAjv } from '../ajv.js'
 import type { Config } from '../config.js'
+import { type JobTypeCatalog, loadJobTypes } from '../job-types/catalog.js'
 import { HttpError } from '../errors.js'
 import type { Scheduler } from '../jobs/scheduler.js'
 import type { JobStore } from '../jobs/store.js'
@@ -12,6 +12,7 @@ import type { Logger } from '../log.js'
 import { addAuth, addRateLimit } from './auth.js'
 import { addDocs } from './docs.js'
 import { eventsRoutes } from './events.js'
+import { jobTypeRoutes } from './job-types.js'
 import { jobRoutes } from './jobs.js'
 import { createMetrics, metricsRoutes } from './metrics.js'
 import { opsRoutes } from './ops.js'
@@ -28,21 +29,18 @@ export interface AppOptions {
   loggerInstance?: Logger
   /** Checks the database is usable, for /readyz. */
   dbReady?: () => void
+  /** The job types on offer, loaded at start (src/server.ts); the built-ins alone when absent. */
+  jobTypes?: JobTypeCatalog
 }
 
 // Bodies are taken as sent: a string is not a number and an unknown field is an error, not silently dropped.
 // Query strings and path params are text by nature, so those are coerced.
-function validators (): Record<string, Ajv> {
-  const make = (options: AjvOptions): Ajv => {
-    const ajv = new Ajv({ removeAdditional: false, useDefaults: true, allErrors: false, ...options })
-    addFormats.default(ajv)
-    return ajv
-  }
+function validators (): Record<string, ReturnType<typeof createAjv>> {
   return {
-    body: make({ coerceTypes: false }),
-    querystring: make({ coerceTypes: 'array' }),
-    params: make({ coerceTypes: true }),
-    headers: make({ coerceTypes: true })
+    body: createAjv({ coerceTypes: false }),
+    querystring: createAjv({ coerceTypes: 'array' }),
+    params: createAjv({ coerceTypes: true }),
+    headers: createAjv({ coerceTypes: true })
   }
 }
 
@@ -108,7 +106,9 @@ export async function buildApp (options: AppOptions): Promise<FastifyInstance> {
 
   await app.register(fastifyStatic, { root: PUBLIC_DIR, index: 'index.html' })
   await app.register(eventsRoutes, options)
-  await app.register(jobRoutes, options)
+  const jobTypes = options.jobTypes ?? await loadJobTypes({})
+  await app.register(jobTypeRoutes, { jobTypes })
+  await app.register(jobRoutes, { ...options, jobTypes })
   await app.register(opsRoutes, options)
   await app.register(metricsRoutes, { metrics })
   return app

@@ -1,45 +1,77 @@
-import { randomInt } from 'node:crypto'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import type { FastifyPluginAsync } from 'fastify'
+import type { FastifyPluginAsync, FastifySchema } from 'fastify'
+import { createAjv } from '../ajv.js'
 import type { Config } from '../config.js'
+import type { JobTypeCatalog } from '../job-types/catalog.js'
+import { coerceError } from '../errors.js'
 import type { Scheduler } from '../jobs/scheduler.js'
 import { type JobStore, toJob } from '../jobs/store.js'
-import { ErrorReply, IdParams, JobList, JobSchema, ListQuery, SubmitBody, SubmitHeaders } from './schemas.js'
+import { ErrorReply, IdParams, JobList, JobSchema, ListQuery, type Submission, SubmitHeaders } from './schemas.js'
+import { createSubmitValidator, submitDocSchema } from './submit.js'
 
 /** What the job routes need. */
 export interface JobRoutesOptions {
   store: JobStore
   scheduler: Pick<Scheduler, 'wake'>
   config: Pick<Config, 'maxPending' | 'defaultTimeoutSeconds'>
+  jobTypes: JobTypeCatalog
+}
+
+/** A 400 in Fastify's error shape, for what a type's own checks refuse. */
+function badRequest (message: string): Error {
+  return Object.assign(new Error(message), { statusCode: 400 })
 }
 
 const errors = { 400: ErrorReply, 404: ErrorReply, 409: ErrorReply }
 
 /** /api/jobs: submit, list, read, cancel, retry, delete. */
-export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (instance, { store, scheduler, config }) => {
+export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (instance, { store, scheduler, config, jobTypes }) => {
   const app = instance.withTypeProvider<TypeBoxTypeProvider>()
+  const submitValidator = createSubmitValidator(jobTypes)
+  const headersAjv = createAjv({ coerceTypes: true })
 
   app.post('/api/jobs', {
     schema: {
       summary: 'Submit a job',
       description: 'Inserts a pending job; the scheduler starts it when a worker is free. A repeated Idempotency-Key returns the job it created (200), or 409 if the request differs from the one that created it.',
       tags: ['jobs'],
-      body: SubmitBody,
+      body: submitDocSchema(jobTypes),
       headers: SubmitHeaders,
       response: { 200: JobSchema, 201: JobSchema, 400: ErrorReply, 409: ErrorReply, 429: ErrorReply }
-    }
+    } as FastifySchema,
+    // The body's schema depends on its `type`: the submit validator picks the type's compiled schema.
+    validatorCompiler: ({ schema, httpPart }) => httpPart === 'body' ? submitValidator : headersAjv.compile(schema)
   }, async (req, reply) => {
-    const body = req.body
+    const body = req.body as Submission
+    const type = jobTypes.get(body.type)?.definition
+    if (!type) throw badRequest(`body/type "${body.type}" is not a usable job type`)
+    // The type's own server-side hooks: complete the params, check them further, count the units.
+    let params = body.params
+    // A seed the client left out is drawn here; a repeated Idempotency-Key then matches whatever seed was drawn.
+    const anySeed = (body.params as { seed?: unknown }).seed === undefined
+    let steps: number
+    try {
+      params = type.prepare ? type.prepare(params) : params
+      const refused = type.check?.(params, { matrix: () => undefined })
+      if (refused) throw badRequest(`body/params ${refused}`)
+      steps = type.steps ? type.steps(params) : 1
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 400) throw err
+      req.log.error({ err, type: body.type }, 'a job type\'s prepare/check/steps threw')
+      throw badRequest(`job type "${body.type}" refused these params: ${coerceError(err).message}`)
+    }
+    if (!Number.isSafeInteger(steps) || steps < 1) throw badRequest(`job type "${body.type}" counts ${steps} steps for these params; expected an integer ≥ 1`)
     const timeoutSeconds = body.timeoutSeconds ?? (config.defaultTimeoutSeconds || null)
     const { row, created } = store.submit({
-      type: body.type ?? 'lyapunov',
+      type: body.type,
       name: body.name ?? null,
-      params: { n: body.n, steps: body.steps, seed: body.seed ?? randomInt(0, 2 ** 32) },
+      params,
+      steps,
       priority: body.priority ?? 0,
       timeoutMs: timeoutSeconds === null ? null : timeoutSeconds * 1000,
-      idempotencyKey: req.headers['idempotency-key'] ?? null,
+      idempotencyKey: (req.headers['idempotency-key'] as string | undefined) ?? null,
       retryOf: null
-    }, config.maxPending, { anySeed: body.seed === undefined })
+    }, config.maxPending, { anySeed })
     reply.header('location', `/api/jobs/${row.id}`)
     if (!created) return reply.code(200).send(toJob(row))
     req.log.info({ jobId: row.id, event: 'submitted', params: JSON.parse(row.params), priority: row.priority }, 'job submitted')

@@ -104,6 +104,11 @@ export interface JobTypeDefinition<P = Record<string, unknown>> {
   check? (params: P, ctx: SubmitContext): string | undefined
   /** Units of work of a job with these params, shown as `steps` before it starts (default 1). */
   steps? (params: P): number
+  /**
+   * Top-level fields of the result that measure the run (time taken, speed) rather than compute its answer; the
+   * conformance kit leaves them out when it checks that a resumed run ends bit-identical.
+   */
+  readonly measurements?: readonly string[]
   /** Starts a run, or resumes one from its checkpoint. Runs in the worker process only. */
   create (params: P, checkpoint: Checkpoint | undefined, ctx: JobContext): JobRun | Promise<JobRun>
 }

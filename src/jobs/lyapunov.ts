@@ -11,8 +11,8 @@ export interface LyapunovParams {
   seed: number
 }
 
-/** What a finished run reports. */
-export interface LyapunovResult {
+/** What a finished run reports (a type alias, so it is a JSON record as the job-type contract's result() asks). */
+export type LyapunovResult = {
   /** (1/steps)·Σ ln g_k, the estimate of the top Lyapunov exponent. */
   lyapunov: number
   /** ½(ln 2 + ψ(n/2)), the exact top exponent for i.i.d. standard normal entries. */

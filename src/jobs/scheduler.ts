@@ -68,6 +68,8 @@ export interface SchedulerOptions {
   log: Logger
   /** Worker script to fork; defaults to the sibling worker module. */
   workerEntry?: string
+  /** Modules of the user job types (name → path), handed to every worker so it imports its job's. */
+  jobTypeModules?: Readonly<Record<string, string>>
 }
 
 export type Scheduler = ReturnType<typeof createScheduler>
@@ -78,7 +80,7 @@ export type Scheduler = ReturnType<typeof createScheduler>
  * waiting for the next job), tells it its job only by writing the claim into SQLite, and sees every end:
  * the exit of its own children, and for any worker a heartbeat older than the lease.
  */
-export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTRY }: SchedulerOptions) {
+export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTRY, jobTypeModules = {} }: SchedulerOptions) {
   const children = new Map<string, Child>()
   const stats: SchedulerStats = { forks: 0, lost: 0, requeued: 0, killed: 0 }
   /** Booted workers waiting for a job: one while the queue is empty, one per slot while jobs wait. */
@@ -125,6 +127,7 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
         [WORKER_ENV.heartbeatMs]: String(config.heartbeatMs),
         [WORKER_ENV.checkpointMs]: String(config.checkpointMs),
         [WORKER_ENV.nice]: String(config.workerNice),
+        [WORKER_ENV.jobTypeModules]: JSON.stringify(jobTypeModules),
         LOG_LEVEL: config.logLevel,
         LOG_FILE: config.logFile ?? ''
       },

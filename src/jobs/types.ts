@@ -2,10 +2,6 @@ import type { Checkpoint } from './lyapunov.js'
 
 export type { Checkpoint }
 
-/** Names of the job types (src/jobs/registry.ts maps each to its code). Kept here so the HTTP layer can
- * validate a type without loading the maths. */
-export const JOB_TYPE_NAMES = ['lyapunov'] as const
-
 /** Where a job is in its life. `done`, `failed` and `canceled` are final. */
 export type JobStatus = 'pending' | 'running' | 'done' | 'failed' | 'canceled'
 
@@ -18,12 +14,8 @@ export const FINAL_STATUSES: readonly JobStatus[] = ['done', 'failed', 'canceled
 /** Why the server asked a worker to stop: the user canceled, the server is shutting down, or time ran out. */
 export type StopRequest = 'cancel' | 'release' | 'timeout'
 
-/** Parameters every job type receives; `seed` is always set once stored. */
-export interface JobParams {
-  n: number
-  steps: number
-  seed: number
-}
+/** Parameters of a job, as its type's schema accepted them and its prepare() completed them. */
+export type JobParams = Record<string, unknown>
 
 /** A row of the `jobs` table, as stored (snake_case, epoch ms, JSON as text). */
 export interface JobRow {
@@ -101,31 +93,12 @@ export interface NewJob {
   type: string
   name: string | null
   params: JobParams
+  /** Units of work, from the type's steps(params). */
+  steps: number
   priority: number
   timeoutMs: number | null
   idempotencyKey: string | null
   retryOf: number | null
-}
-
-/** A unit-of-work view of a running computation, which the worker drives and persists. */
-export interface JobRun {
-  /** Steps completed. */
-  readonly step: number
-  readonly steps: number
-  readonly finished: boolean
-  /** 0..1 of the whole job. */
-  readonly fraction: number
-  /** One bounded slice of work. */
-  advance (): void
-  /** The state from which createRun continues bit for bit; callable between any two advance() calls. */
-  checkpoint (): Checkpoint
-  result (): object
-}
-
-/** A kind of job the server can run: how to start or resume it. Add one in src/jobs/registry.ts. */
-export interface JobType {
-  readonly name: string
-  createRun (params: JobParams, from?: Checkpoint): JobRun
 }
 
 /** Environment a worker is forked with (set by the scheduler). */
@@ -133,5 +106,7 @@ export const WORKER_ENV = {
   dbPath: 'NONSTOP_DB_PATH',
   heartbeatMs: 'NONSTOP_HEARTBEAT_MS',
   checkpointMs: 'NONSTOP_CHECKPOINT_MS',
-  nice: 'NONSTOP_WORKER_NICE'
+  nice: 'NONSTOP_WORKER_NICE',
+  /** JSON map: user job type name → module path (the server's JOB_TYPES_DIR, as loaded at its start). */
+  jobTypeModules: 'NONSTOP_JOB_TYPE_MODULES'
 } as const

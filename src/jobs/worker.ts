@@ -10,17 +10,22 @@
  * writing. The first heartbeat records the pid and its start time, so the server can tell this process from
  * another one that later gets the same pid.
  *
- * Imports only config-free modules: no HTTP, no Fastify.
+ * The job's computation comes from its type's module (src/job-types/ or JOB_TYPES_DIR), imported once the job is
+ * known: this worker imports that module and no other type's. Imports only config-free modules: no HTTP, no Fastify.
  */
 import { setPriority } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { latestSchemaVersion, openDb } from '../db.js'
 import { coerceError } from '../errors.js'
 import { createLogger } from '../log.js'
+import { importJobType, parseUserModules } from '../job-types/resolve.js'
 import { processStartTime } from '../process-identity.js'
-import { jobTypes } from './registry.js'
+import type { Checkpoint, JobRun } from './contract.js'
+import { createJobContext, createResultContext } from './job-context.js'
+import { LyapunovRun } from './lyapunov.js'
+import { resultToJson } from './result-json.js'
 import { type Attempt, createJobStore, type Fenced } from './store.js'
-import { type JobRow, type JobRun, type StopRequest, WORKER_ENV } from './types.js'
+import { type JobRow, type StopRequest, WORKER_ENV } from './types.js'
 
 /** How often an idle worker looks for its assignment (a cheap PRAGMA data_version when nothing changed). */
 const ASSIGNMENT_POLL_MS = 3
@@ -73,11 +78,9 @@ process.channel?.unref()
  * yet) pays it while it waits, so the job it gets starts computing at once.
  */
 function warmUp (): void {
-  for (const type of Object.values(jobTypes)) {
-    const run = type.createRun({ n: 40, steps: 1, seed: 0 })
-    while (!run.finished) run.advance()
-    run.checkpoint()
-  }
+  const run = new LyapunovRun({ n: 40, steps: 1, seed: 0 })
+  while (!run.finished) run.advance()
+  run.checkpoint()
 }
 
 async function waitForAssignment (): Promise<JobRow | undefined> {
@@ -124,12 +127,15 @@ async function runJob (row: JobRow): Promise<Ending> {
 
   let run: JobRun
   const checkpoint = store.loadCheckpoint(id)
+  // Any failure here is the job's own (its module, its params, its checkpoint): it fails for good rather than
+  // being retried, since every new attempt would meet the same module and the same checkpoint.
+  let stage = `cannot load job type "${row.type}"`
   try {
-    const type = jobTypes[row.type as keyof typeof jobTypes]
-    if (!type) throw new Error(`unknown job type "${row.type}"`)
-    run = type.createRun(JSON.parse(row.params), checkpoint)
+    const { definition } = await importJobType(row.type, parseUserModules(env[WORKER_ENV.jobTypeModules]))
+    stage = checkpoint ? `cannot restore the checkpoint of step ${checkpoint.step}` : 'cannot start'
+    run = await definition.create(JSON.parse(row.params), checkpoint, createJobContext(jobLog))
   } catch (err) {
-    const message = `cannot start: ${coerceError(err).message}`
+    const message = `${stage}: ${coerceError(err).message}`
     jobLog.error({ err, event: 'failed', reason: message }, 'job failed')
     return store.fail(attempt, message).ok ? 'failed' : lost()
   }
@@ -145,7 +151,7 @@ async function runJob (row: JobRow): Promise<Ending> {
   const stop = (request: StopRequest): Ending => {
     // Give the next attempt as little to redo as possible: a checkpoint first.
     if (request === 'release' && !run.finished) {
-      if (!store.saveCheckpoint(attempt, run.checkpoint(), progressOf()).ok) return lost()
+      if (!store.saveCheckpoint(attempt, storable(run.checkpoint()), progressOf()).ok) return lost()
     }
     if (!store.stopped(attempt, request).ok) return lost()
     jobLog.info({ event: request === 'timeout' ? 'failed' : request === 'cancel' ? 'canceled' : 'released', step: run.step, reason: request }, `job ${request === 'release' ? 'released to pending' : request === 'cancel' ? 'canceled' : 'failed: timeout'}`)
@@ -154,11 +160,12 @@ async function runJob (row: JobRow): Promise<Ending> {
 
   try {
     while (!run.finished) {
-      run.advance()
+      const unit = run.advance()
+      if (unit) await unit
       const now = Date.now()
       let written: Fenced<StopRequest | null> | null = null
       if (!run.finished && now - lastCheckpoint >= checkpointEvery) {
-        const saved = run.checkpoint()
+        const saved = storable(run.checkpoint())
         written = store.saveCheckpoint(attempt, saved, progressOf())
         lastCheckpoint = lastBeat = Date.now()
         if (saved.state.byteLength > LARGE_CHECKPOINT_BYTES) {
@@ -184,7 +191,12 @@ async function runJob (row: JobRow): Promise<Ending> {
         if (signaled) return stop('release')
       }
     }
-    const result = run.result() as { elapsedMs?: number, gflops?: number }
+    let result: { elapsedMs?: number, gflops?: number }
+    try {
+      result = JSON.parse(resultToJson(run.result(createResultContext())))
+    } catch (err) {
+      throw new Error(`result() failed: ${coerceError(err).message}`, { cause: err })
+    }
     if (!store.complete(attempt, result).ok) return lost()
     jobLog.info({ event: 'done', elapsedMs: result.elapsedMs, gflops: result.gflops, result }, 'job done')
     return 'done'
@@ -198,7 +210,19 @@ async function runJob (row: JobRow): Promise<Ending> {
     }
     jobLog.error({ err: error, event: 'failed', reason: error.message }, 'job failed')
     return store.fail(attempt, error.message).ok ? 'failed' : lost()
+  } finally {
+    try {
+      await run.close?.()
+    } catch (err) {
+      jobLog.warn({ err }, 'the run failed to close; ignored')
+    }
   }
+}
+
+/** A run's checkpoint as the store binds it: a Buffer over the same bytes (no copy). */
+function storable (saved: Checkpoint): { step: number, state: Buffer } {
+  const { state } = saved
+  return { step: saved.step, state: Buffer.isBuffer(state) ? state : Buffer.from(state.buffer, state.byteOffset, state.byteLength) }
 }
 
 const row = await waitForAssignment()

@@ -222,7 +222,7 @@ if (!existsSync(CHROMIUM)) {
   t.test('what the API refuses is shown inline, in its own words, on the field it names', async (t) => {
     // The refused request itself is logged by Chromium as a failed resource; that one is expected.
     const { page, errors } = await open(t, browser, server.url, { allow: /status of 400/ })
-    const expected = await api(server.url, '/api/jobs', { body: { n: 5000, steps: 10 } })
+    const expected = await api(server.url, '/api/jobs', { body: { type: 'lyapunov', params: { n: 5000, steps: 10 } } })
     t.equal(expected.status, 400, 'the API refuses n=5000')
     // A page older than the server's limits: its own rule lets 5000 through.
     await page.getByLabel('Matrix size n').evaluate((input) => input.removeAttribute('max'))

@@ -37,7 +37,7 @@ t.test('bearerMatches accepts exactly "Bearer <token>"', async (t) => {
 
 t.test('with API_TOKEN, mutating routes answer 401 without the right token', async (t) => {
   const { app, store } = await setup(t)
-  const id = store.submit({ type: 'lyapunov', name: null, params: { n: 2, steps: 1, seed: 1 }, priority: 0, timeoutMs: null, idempotencyKey: null, retryOf: null }, 100).row.id
+  const id = store.submit({ type: 'lyapunov', name: null, params: { n: 2, steps: 1, seed: 1 }, steps: 1, priority: 0, timeoutMs: null, idempotencyKey: null, retryOf: null }, 100).row.id
   const requests = [
     { method: 'POST' as const, url: '/api/jobs', payload: { n: 2, steps: 1 } },
     { method: 'POST' as const, url: `/api/jobs/${id}/cancel` },

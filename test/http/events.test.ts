@@ -112,7 +112,7 @@ t.test('a job submitted here and changed by a worker connection streams every st
 })
 
 const newJob = (name: string | null, seed: number) =>
-  ({ type: 'lyapunov', name, params: { n: 2, steps: 9, seed }, priority: 0, timeoutMs: null, idempotencyKey: null, retryOf: null })
+  ({ type: 'lyapunov', name, params: { n: 2, steps: 9, seed }, steps: 9, priority: 0, timeoutMs: null, idempotencyKey: null, retryOf: null })
 
 t.test('changes arrive in commit order whatever their updated_at: same ms, or a clock behind', async (t) => {
   const { url, store, workerDb } = await setup(t)

@@ -44,7 +44,19 @@ t.test('bad input gets 400 naming the field, and changes nothing', async (t) => 
     ['name not a string', { n: 4, steps: 1, name: 5 }, /name must be string/],
     ['priority fractional', { n: 4, steps: 1, priority: 0.5 }, /priority must be integer/],
     ['unknown field', { n: 4, steps: 1, colour: 'red' }, /must NOT have additional properties/],
-    ['unknown type', { n: 4, steps: 1, type: 'sorting' }, /type must be equal to one of the allowed values/],
+    ['unknown type', { n: 4, steps: 1, type: 'sorting' }, /body\/type must be one of the job types of this server \(lyapunov\), got "sorting"/],
+    ['typed: params not an object', { type: 'lyapunov', params: [4, 1] }, /body\/params must be object/],
+    ['typed: params without type', { params: { n: 4, steps: 1 } }, /body must have required property 'type' along with params/],
+    ['typed: n as a string', { type: 'lyapunov', params: { n: '4', steps: 1 } }, /body\/params\/n must be integer/],
+    ['typed: missing steps', { type: 'lyapunov', params: { n: 4 } }, /body\/params must have required property 'steps'/],
+    ['typed: n too large', { type: 'lyapunov', params: { n: 2001, steps: 1 } }, /body\/params\/n must be <= 2000/],
+    ['typed: unknown param', { type: 'lyapunov', params: { n: 4, steps: 1, colour: 'red' } }, /body\/params must NOT have additional properties/],
+    ['typed: unknown top-level field', { type: 'lyapunov', params: { n: 4, steps: 1 }, colour: 'red' }, /body must NOT have additional properties/],
+    ['typed: unknown type', { type: 'sorting', params: {} }, /body\/type must be one of the job types of this server \(lyapunov\), got "sorting"/],
+    ['typed: type not a name', { type: 'Sorting!', params: {} }, /body\/type must match pattern/],
+    ['typed: priority a string', { type: 'lyapunov', params: { n: 4, steps: 1 }, priority: '2' }, /body\/priority must be integer/],
+    ['mixed forms', { type: 'lyapunov', params: { n: 4, steps: 1 }, n: 4 }, /must not mix the flat lyapunov fields \(n\) with params/],
+    ['flat form of another type', { type: 'counter', n: 4, steps: 1 }, /body\/type must be one of the job types/],
     ['array body', [1, 2], /body must be object/],
     ['null body', null, /body must be object/]
   ]
@@ -61,6 +73,17 @@ t.test('bad input gets 400 naming the field, and changes nothing', async (t) => 
   const text = await app.inject({ method: 'POST', url: '/api/jobs', headers: { 'content-type': 'text/plain' }, payload: 'n=4' })
   t.equal(text.statusCode, 415, 'not JSON at all: 415 Unsupported Media Type')
   t.equal(rows(), 0, 'no row was created by any of them')
+})
+
+t.test('the typed body {type, params} is the same job as the flat shorthand', async (t) => {
+  const { app } = await setup(t)
+  const typed = await app.inject({ method: 'POST', url: '/api/jobs', payload: { type: 'lyapunov', params: { n: 30, steps: 7, seed: 5 }, name: 'typed', priority: 1, timeoutSeconds: 60 } })
+  t.equal(typed.statusCode, 201, '201 Created')
+  t.match(typed.json(), { type: 'lyapunov', name: 'typed', steps: 7, priority: 1, timeoutSeconds: 60, params: { n: 30, steps: 7, seed: 5 } }, 'fields as sent; steps from the type')
+  const flat = await app.inject({ method: 'POST', url: '/api/jobs', payload: { n: 30, steps: 7, seed: 5 } })
+  t.same(flat.json().params, typed.json().params, 'the flat body stores the same params')
+  const noSeed = await app.inject({ method: 'POST', url: '/api/jobs', payload: { type: 'lyapunov', params: { n: 30, steps: 7 } } })
+  t.ok(Number.isInteger(noSeed.json().params.seed), 'prepare() drew the seed at submit')
 })
 
 t.test('ids in the path must be positive integers', async (t) => {

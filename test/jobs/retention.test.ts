@@ -13,6 +13,7 @@ const job = (name: string): NewJob => ({
   type: 'lyapunov',
   name,
   params: { n: 2, steps: 3, seed: 1 },
+  steps: 3,
   priority: 0,
   timeoutMs: null,
   idempotencyKey: null,

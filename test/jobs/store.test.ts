@@ -8,6 +8,7 @@ const job = (over: Partial<NewJob> = {}): NewJob => ({
   type: 'lyapunov',
   name: null,
   params: { n: 4, steps: 3, seed: 1 },
+  steps: 3,
   priority: 0,
   timeoutMs: null,
   idempotencyKey: null,

@@ -1,0 +1,32 @@
+/**
+ * The module of a job's type, as a worker finds it: a built-in by its name, a user type through the name → path
+ * map its server computed at start and passed in the environment (WORKER_ENV.jobTypeModules). A worker imports
+ * this one module and no other.
+ */
+import { pathToFileURL } from 'node:url'
+import { createAjv } from '../ajv.js'
+import { BUILT_IN_TYPES, builtInModule } from './builtins.js'
+import { type CheckedDefinition, checkDefinition } from './definition.js'
+
+/** Imports and checks the definition of type `name`; throws an Error saying why it cannot. */
+export async function importJobType (name: string, userModules: Record<string, string>): Promise<CheckedDefinition> {
+  let url: string
+  if (BUILT_IN_TYPES.includes(name)) url = builtInModule(name).href
+  else if (Object.hasOwn(userModules, name)) url = pathToFileURL(userModules[name]).href
+  else throw new Error(`job type "${name}" is not loaded by this server (is its module still in JOB_TYPES_DIR?)`)
+  const mod = await import(url) as { default?: unknown }
+  const checked = checkDefinition(mod.default, createAjv())
+  if (checked.definition.name !== name) throw new Error(`the module at ${url} now defines "${checked.definition.name}", not "${name}"`)
+  return checked
+}
+
+/** Parses the map a server passes to its workers; an absent or unreadable value is an empty map. */
+export function parseUserModules (raw: string | undefined): Record<string, string> {
+  if (!raw) return {}
+  try {
+    const parsed = JSON.parse(raw) as unknown
+    return typeof parsed === 'object' && parsed !== null ? parsed as Record<string, string> : {}
+  } catch {
+    return {}
+  }
+}
