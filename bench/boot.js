@@ -10,7 +10,7 @@ import { WORKER_ENTRY, workerExecArgv } from '../dist/jobs/scheduler.js'
 import { isMain, median, openStore, own, pct, procKb, report, round, sleep, tempDir } from './lib.js'
 
 const newJob = (n, steps) => ({
-  type: 'lyapunov', name: null, params: { n, steps, seed: 1 }, priority: 0, timeoutMs: null, idempotencyKey: null, retryOf: null
+  type: 'lyapunov', name: null, params: { n, steps, seed: 1 }, steps, priority: 0, timeoutMs: null, idempotencyKey: null, retryOf: null
 })
 
 /** Preloaded into a worker only when asked: at exit, writes the CPU time the process used to a file. */

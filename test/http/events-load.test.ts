@@ -32,7 +32,7 @@ t.test(`${CLIENTS} stream clients replaying ${JOBS} jobs without reading leave t
   const store = createJobStore(db)
   db.transaction(() => {
     for (let i = 0; i < JOBS; i++) {
-      const { row } = store.submit({ type: 'lyapunov', name: `job ${i} ${'x'.repeat(100)}`, params: { n: 2, steps: 2, seed: i }, priority: 0, timeoutMs: null, idempotencyKey: null, retryOf: null }, JOBS + 1)
+      const { row } = store.submit({ type: 'lyapunov', name: `job ${i} ${'x'.repeat(100)}`, params: { n: 2, steps: 2, seed: i }, steps: 2, priority: 0, timeoutMs: null, idempotencyKey: null, retryOf: null }, JOBS + 1)
       store.cancel(row.id)
     }
   })()

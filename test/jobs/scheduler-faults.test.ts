@@ -21,7 +21,7 @@ const FIXTURES = new URL('../fixtures/', import.meta.url).pathname
 const noProc = !hasProc() && 'needs Linux /proc'
 
 const job = (params: { n: number, steps: number, seed?: number }, over: Partial<NewJob> = {}): NewJob =>
-  ({ type: 'lyapunov', name: null, params: { seed: 1, ...params }, priority: 0, timeoutMs: null, idempotencyKey: null, retryOf: null, ...over })
+  ({ type: 'lyapunov', name: null, params: { seed: 1, ...params }, steps: params.steps, priority: 0, timeoutMs: null, idempotencyKey: null, retryOf: null, ...over })
 
 function scheduler (t: Test, store: JobStore, path: string, env: Record<string, string> = {}, workerEntry?: string) {
   const logFile = join(dirname(path), 'scheduler.log') // Beside the database: a second t.testdir() would wipe it.
