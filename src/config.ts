@@ -43,6 +43,8 @@ export interface Config {
   readonly rateLimitMax: number
   /** Finished jobs older than this many days are purged; 0 keeps them forever. */
   readonly retentionDays: number
+  /** Largest matrix accepted, in bytes of float64 data (rows × cols × 8); larger uploads get 413. */
+  readonly maxMatrixBytes: number
 }
 
 /** Thrown for an invalid setting; the message names the variable and what it accepts. */
@@ -102,6 +104,7 @@ export function loadConfig (env: Env = process.env, envFile: string | null = '.e
     workerNice: int(merged, 'WORKER_NICE', 10, 0, 19),
     apiToken: merged.API_TOKEN?.trim() || undefined,
     rateLimitMax: int(merged, 'RATE_LIMIT_MAX', 600, 1, 1_000_000),
-    retentionDays: int(merged, 'RETENTION_DAYS', 30, 0, 36_500)
+    retentionDays: int(merged, 'RETENTION_DAYS', 30, 0, 36_500),
+    maxMatrixBytes: int(merged, 'MAX_MATRIX_BYTES', 64 * 1024 * 1024, 8, 8192 * 8192 * 8)
   })
 }

@@ -9,6 +9,7 @@ import { checkDb } from './http/ops.js'
 import { createScheduler } from './jobs/scheduler.js'
 import { createJobStore } from './jobs/store.js'
 import { createLogger } from './log.js'
+import { createMatrixStore } from './matrices/store.js'
 
 let config: Config
 try {
@@ -30,6 +31,7 @@ const app = await buildApp({
   config,
   store,
   scheduler,
+  matrices: createMatrixStore(db),
   loggerInstance: log,
   dbReady: () => checkDb(db)
 })

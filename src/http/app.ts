@@ -9,10 +9,12 @@ import { HttpError } from '../errors.js'
 import type { Scheduler } from '../jobs/scheduler.js'
 import type { JobStore } from '../jobs/store.js'
 import type { Logger } from '../log.js'
+import type { MatrixStore } from '../matrices/store.js'
 import { addAuth, addRateLimit } from './auth.js'
 import { addDocs } from './docs.js'
 import { eventsRoutes } from './events.js'
 import { jobRoutes } from './jobs.js'
+import { matrixRoutes } from './matrices.js'
 import { createMetrics, metricsRoutes } from './metrics.js'
 import { opsRoutes } from './ops.js'
 
@@ -25,6 +27,8 @@ export interface AppOptions {
   store: JobStore
   scheduler: Pick<Scheduler, 'wake'> & Partial<Pick<Scheduler, 'stats' | 'childPids' | 'lastTickAt'>>
   loggerInstance?: Logger
+  /** Stored matrices; the /api/matrices routes are served when given. */
+  matrices?: MatrixStore
   /** Checks the database is usable, for /readyz. */
   dbReady?: () => void
 }
@@ -105,6 +109,7 @@ export async function buildApp (options: AppOptions): Promise<FastifyInstance> {
   await app.register(fastifyStatic, { root: PUBLIC_DIR, index: 'index.html' })
   await app.register(eventsRoutes, options)
   await app.register(jobRoutes, options)
+  if (options.matrices) await app.register(matrixRoutes, { matrices: options.matrices, config: options.config })
   await app.register(opsRoutes, options)
   await app.register(metricsRoutes, { metrics })
   return app
