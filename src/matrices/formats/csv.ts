@@ -24,6 +24,7 @@ export function parseCsvMatrix (buf: Uint8Array, limits: MatrixLimits): Matrix64
   let rows = 0
   let cols = -1
   let firstLine = true
+  let headerLine = 0
   while (pos < buf.length) {
     let end = text.indexOf(10, pos)
     if (end === -1) end = buf.length
@@ -38,7 +39,10 @@ export function parseCsvMatrix (buf: Uint8Array, limits: MatrixLimits): Matrix64
     const fields = content.split(',')
     if (firstLine) {
       firstLine = false
-      if (fields.every((f) => !DECIMAL.test(unquote(f)))) continue // a header line
+      if (fields.every((f) => !DECIMAL.test(unquote(f)))) { // a header line
+        headerLine = line
+        continue
+      }
     }
     rows++
     checkDim(rows, 'rows', 'CSV')
@@ -47,11 +51,20 @@ export function parseCsvMatrix (buf: Uint8Array, limits: MatrixLimits): Matrix64
       throw new MatrixInputError(`CSV line ${line}: ragged rows: ${fields.length} fields where the first row has ${cols}`)
     }
     for (let j = 0; j < fields.length; j++) {
-      numbers.push(parseNumber(unquote(fields[j]), DECIMAL, `CSV line ${line}, column ${j + 1}`))
+      try {
+        numbers.push(parseNumber(unquote(fields[j]), DECIMAL, `CSV line ${line}, column ${j + 1}`))
+      } catch (err) {
+        if (err instanceof MatrixInputError && /[;\t]/.test(fields[j])) err.message += ' (the separator is a comma)'
+        throw err
+      }
     }
     cols = fields.length
   }
-  if (rows === 0) throw new MatrixInputError('CSV: the file is empty (no row of numbers)')
+  if (rows === 0) {
+    throw new MatrixInputError(headerLine > 0
+      ? `CSV: no row of numbers; line ${headerLine} was taken as a header (fields that are not numbers, separated by commas)`
+      : 'CSV: the file is empty (no row of numbers)')
+  }
   return { rows, cols, data: numbers.take() }
 }
 
