@@ -110,7 +110,8 @@ export class ChainRun implements JobRun {
   /** The last stored matrix loaded (matpow multiplies by A again and again). */
   private cached: StoredMatrix | null = null
 
-  constructor (private readonly spec: ChainSpec, from: Checkpoint | undefined, private readonly ctx: JobContext) {
+  /** `unitFlops` is for tests, to cut small products into several row blocks; jobs use UNIT_FLOPS. */
+  constructor (private readonly spec: ChainSpec, from: Checkpoint | undefined, private readonly ctx: JobContext, private readonly unitFlops = UNIT_FLOPS) {
     this.math = ctx.math
     this.Dense = (ctx.math as unknown as { DenseMatrix: DenseCtor }).DenseMatrix
     if (from) this.restore(from)
@@ -145,7 +146,7 @@ export class ChainRun implements JobRun {
 
   /** Rows of P per unit: deterministic from the shapes, so a resumed run cuts the work the same way. */
   private rowsPerBlock (): number {
-    return Math.max(1, Math.min(this.acc.length, Math.floor(UNIT_FLOPS / (2 * this.accCols * PANEL_WIDTH))))
+    return Math.max(1, Math.min(this.acc.length, Math.floor(this.unitFlops / (2 * this.accCols * PANEL_WIDTH))))
   }
 
   private blockCount (): number { return Math.ceil(this.acc.length / this.rowsPerBlock()) }
