@@ -183,3 +183,15 @@ t.test('a huge declared .npy shape is refused without allocating for it', async 
   t.ok(performance.now() - start < 50, 'refused at once')
   t.ok(process.memoryUsage().arrayBuffers - before < 1 << 20, 'no large buffer was allocated')
 })
+
+t.test('parsing time grows with the size of the file, not its square', async (t) => {
+  // One line of JSON: a position computed for every number (not only for a message) would rescan the file each time.
+  const m = awkwardMatrix(250, 250, 4)
+  for (const format of MATRIX_FORMATS) {
+    const body = collect(FORMATS[format].write(m, ''))
+    const start = performance.now()
+    FORMATS[format].parse(format === 'json' ? Buffer.from(body.toString().replace(/\n/g, '')) : body, limits)
+    const ms = performance.now() - start
+    t.ok(ms < 5000, `${format}: ${body.length} bytes parsed in ${Math.round(ms)} ms`)
+  }
+})

@@ -52,7 +52,7 @@ export function parseCsvMatrix (buf: Uint8Array, limits: MatrixLimits): Matrix64
     }
     for (let j = 0; j < fields.length; j++) {
       try {
-        numbers.push(parseNumber(unquote(fields[j]), DECIMAL, `CSV line ${line}, column ${j + 1}`))
+        numbers.push(parseNumber(unquote(fields[j]), DECIMAL, () => `CSV line ${line}, column ${j + 1}`))
       } catch (err) {
         if (err instanceof MatrixInputError && /[;\t]/.test(fields[j])) err.message += ' (the separator is a comma)'
         throw err

@@ -53,7 +53,7 @@ export function parseJsonMatrix (buf: Uint8Array, limits: MatrixLimits): Matrix6
         // Not a number token at all: a string, an array, an object or a missing value.
         token = pos >= buf.length ? '' : text.toString('utf8', pos, Math.min(buf.length, pos + 20)).split(/[,\]\n]/)[0]
       }
-      const x = parseNumber(token, JSON_NUMBER, `JSON row ${rows}, column ${n} (${at(start)})`)
+      const x = parseNumber(token, JSON_NUMBER, () => `JSON row ${rows}, column ${n} (${at(start)})`)
       if (cols !== -1 && n > cols) {
         throw new MatrixInputError(`JSON (${at(start)}): ragged rows: row ${rows} has more than the ${cols} numbers of row 1`)
       }

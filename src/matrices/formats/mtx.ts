@@ -85,7 +85,7 @@ export function parseMtxMatrix (buf: Uint8Array, limits: MatrixLimits): Matrix64
     for (let l = nextData(); l !== null; l = nextData()) {
       for (const token of l.split(/\s+/)) {
         if (k >= entries) throw new MatrixInputError(`Matrix Market line ${line}: more than the ${entries} values of a ${rows}×${cols} array`)
-        const x = parseNumber(token, grammar, `Matrix Market line ${line} (entry ${i + 1}, ${j + 1})`)
+        const x = parseNumber(token, grammar, () => `Matrix Market line ${line} (entry ${i + 1}, ${j + 1})`)
         data[i * cols + j] = x
         if (symmetric) data[j * cols + i] = x
         k++
@@ -114,7 +114,7 @@ export function parseMtxMatrix (buf: Uint8Array, limits: MatrixLimits): Matrix64
       throw new MatrixInputError(`Matrix Market line ${line}: entry (${i}, ${j}) is outside the ${rows}×${cols} matrix`)
     }
     if (k >= entries) throw new MatrixInputError(`Matrix Market line ${line}: more entries than the ${entries} declared`)
-    const x = parseNumber(f[2], grammar, `Matrix Market line ${line} (entry ${i}, ${j})`)
+    const x = parseNumber(f[2], grammar, () => `Matrix Market line ${line} (entry ${i}, ${j})`)
     // A symmetric file lists one triangle; (i, j) and (j, i) are the same entry.
     if (symmetric && j > i) [i, j] = [j, i]
     const bit = (i - 1) * cols + (j - 1)

@@ -21,7 +21,13 @@ export function quote (token: string): string {
  * The number a token spells under `grammar`, or a MatrixInputError naming `where`. Number() alone would take
  * "", "0x1f", " 1 " and "Infinity"; the grammar is checked first. A literal beyond float64 (1e999) is refused too.
  */
-export function parseNumber (token: string, grammar: RegExp, where: string): number {
+export function parseNumber (token: string, grammar: RegExp, place: string | (() => string)): number {
+  // The place is only spelled out for a message: building it for every number would cost more than the parse.
+  if (grammar.test(token)) {
+    const x = Number(token)
+    if (Number.isFinite(x)) return x
+  }
+  const where = typeof place === 'string' ? place : place()
   if (!grammar.test(token)) {
     if (NON_FINITE.test(token)) throw new MatrixInputError(`${where}: ${quote(token)}: NaN and ±Infinity are not accepted`)
     if (token === '') throw new MatrixInputError(`${where}: empty field, expected a number`)
