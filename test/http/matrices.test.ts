@@ -150,3 +150,19 @@ t.test('downloads stream in chunks, and the listing never reads a blob', async (
   const columns = (db.prepare('PRAGMA table_info(matrices)').all() as Array<{ name: string }>).map((c) => c.name)
   t.equal(columns.at(-1), 'data', 'data is the last column of matrices')
 })
+
+t.test('the raw-body parser is scoped to uploads: the rest of the API still answers 415 to non-JSON', async (t) => {
+  const { app } = await setup(t)
+  const res = await app.inject({ method: 'POST', url: '/api/jobs', headers: { 'content-type': 'text/csv' }, payload: '1,2' })
+  t.equal(res.statusCode, 415, 'POST /api/jobs with text/csv: 415')
+})
+
+t.test('uploads and deletes need the API token when the server has one', async (t) => {
+  const { app, upload, count } = await setup(t, { API_TOKEN: 'secret' })
+  t.equal((await upload('[[1]]')).statusCode, 401, 'upload without the token: 401')
+  t.equal(count(), 0, 'nothing stored')
+  const ok = await app.inject({ method: 'POST', url: '/api/matrices', headers: { 'content-type': 'application/json', authorization: 'Bearer secret' }, payload: '[[1]]' })
+  t.equal(ok.statusCode, 201, 'with the token: 201')
+  t.equal((await app.inject({ method: 'DELETE', url: `/api/matrices/${ok.json().id}` })).statusCode, 401, 'delete without the token: 401')
+  t.equal((await app.inject({ url: `/api/matrices/${ok.json().id}/data?format=csv` })).statusCode, 200, 'downloads stay open, like every read')
+})
