@@ -240,7 +240,8 @@ export class ChainRun implements JobRun {
       for (const row of this.next) { for (let j = 0; j < c0; j++) out[o++] = row[j] }
       for (let i = 0; i < doneRows; i++) { for (let j = 0; j < w; j++) out[o++] = this.next[i][c0 + j] }
     }
-    return { step: this.index, state: new Uint8Array(out.buffer) }
+    // A Buffer (a Uint8Array) because that is what the SQLite driver binds as a blob.
+    return { step: this.index, state: Buffer.from(out.buffer, out.byteOffset, out.byteLength) }
   }
 
   private restore (from: Checkpoint): void {

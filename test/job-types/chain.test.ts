@@ -190,3 +190,22 @@ t.test('matpow k = 1 stores a copy of A', async (t) => {
   t.ok(run.finished, 'nothing to compute')
   t.equal(run.result(out()).sha256, matrixSha256(a.data), 'A itself')
 })
+
+t.test('a mid-product checkpoint survives the job store\'s checkpoints table', async (t) => {
+  const { ctx, out, put, db, jobs } = matrixContext(t)
+  const ids = [put(intMatrix(40, 40, 1)), put(intMatrix(40, 40, 2))]
+  const make = (from?: Checkpoint) => new ChainRun(matmulChain({ matrices: ids }), from, ctx, 2 * 40 * 32 * 10)
+  const whole = make()
+  while (!whole.finished) whole.advance()
+  const expected = whole.result(out()).sha256
+  const jobId = Number(db.prepare("INSERT INTO jobs (type, params, steps, status, lease, created_at, updated_at) VALUES ('matmul', '{}', 1, 'running', 1, 0, 0)").run().lastInsertRowid)
+  const run = make()
+  run.advance()
+  run.advance()
+  t.ok(jobs.saveCheckpoint(jobId, 1, run.checkpoint() as never, 10).ok, 'saved through the job store')
+  const loaded = jobs.loadCheckpoint(jobId)
+  t.ok(loaded, 'loaded back')
+  const resumed = make(loaded as Checkpoint)
+  while (!resumed.finished) resumed.advance()
+  t.equal(resumed.result(out()).sha256, expected, 'same sha256 after the round trip through SQLite')
+})
