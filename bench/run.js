@@ -2,7 +2,7 @@
 // the latest result of every bench (bench/results/<name>.json) and prints the summary table.
 //
 //   npm run bench                 every bench (about 8 minutes on the 2-core reference machine)
-//   node bench/run.js compute     one or more by name: compute, boot, submit, server, throughput, sse
+//   node bench/run.js compute     one or more by name: compute, boot, submit, server, throughput, sse, matrices
 //   node bench/run.js --doc-only  rewrite docs/benchmarks.md from the stored results
 import { spawn } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
@@ -82,6 +82,15 @@ between one job's finish and the next claim on the freed slot.`
     method: `Only run when GET /api/events exists. A worker's progress write sets \`updated_at\` in the row; the bench
 opens the event stream, runs a job that beats every 100 ms and measures, for each event of that job, the time between
 its \`updatedAt\` (the worker's clock) and the event's arrival at the client.`
+  },
+  {
+    name: 'matrices',
+    limit: 600,
+    title: 'Matrices: matmul product and transfers',
+    method: `A matmul job's product of two n×n matrices (n = 1000) run as the job runs it (src/job-types/chain.ts: the right
+factor in 32-column panels, blocks of rows of the left one, \`math.multiply(block, panel)\` on DenseMatrix 'number'),
+against one stock \`math.multiply\` of the same two matrices, each in a fresh process, GF/s = 2n³ / CPU time. Then a
+2000×2000 matrix uploaded and downloaded in every format through the HTTP routes (app.inject).`
   }
 ]
 

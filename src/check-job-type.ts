@@ -13,13 +13,16 @@ import { fork } from 'node:child_process'
 import { randomInt } from 'node:crypto'
 import { resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import Database from 'better-sqlite3'
 import { createAjv } from './ajv.js'
+import { migrate, openDb } from './db.js'
 import { BUILT_IN_TYPES, builtInModule } from './job-types/builtins.js'
 import { checkDefinition } from './job-types/definition.js'
 import type { Checkpoint } from './jobs/contract.js'
-import { createJobContext } from './jobs/job-context.js'
+import { createJobContext, createResultContext } from './jobs/job-context.js'
 import { LyapunovRun } from './jobs/lyapunov.js'
 import { resultToJson } from './jobs/result-json.js'
+import { createMatrixStore } from './matrices/store.js'
 
 /** Longest unit before the kit warns: a worker's heartbeat cannot be written during a unit. */
 const SLOW_UNIT_MS = 1000
@@ -58,7 +61,12 @@ async function runTask (task: Task): Promise<Report> {
     const mod = await import(task.url) as { default?: unknown }
     const { definition } = checkDefinition(mod.default, createAjv())
     const quiet = { info () {}, warn () {}, error () {} }
-    const run = await definition.create(task.params, task.checkpoint ?? undefined, createJobContext(quiet))
+    // Input matrices come from the database DB_PATH names (read only); result matrices go to a scratch database of
+    // this process, where the first one stored is always id 1, so two runs' results compare bit for bit.
+    const scratch = new Database(':memory:')
+    migrate(scratch)
+    const inputs = createMatrixStore(process.env.DB_PATH ? openDb(process.env.DB_PATH) : scratch)
+    const run = await definition.create(task.params, task.checkpoint ?? undefined, createJobContext(quiet, inputs))
     let fraction = run.fraction
     report.firstFraction = fraction
     const checkFraction = (): void => {
@@ -79,7 +87,7 @@ async function runTask (task: Task): Promise<Report> {
       checkFraction()
     }
     report.lastFraction = run.fraction
-    if (run.finished) report.result = resultToJson(run.result({ storeMatrix: () => { throw new Error('the kit has no matrix store') } }))
+    if (run.finished) report.result = resultToJson(run.result(createResultContext(0, createMatrixStore(scratch))))
     else report.checkpoint = run.checkpoint()
     await run.close?.()
   } catch (err) {

@@ -46,7 +46,9 @@ export interface Config {
   /** Host names (any port) the server answers besides the loopback names; other Host headers get 421. */
   readonly allowedHosts: readonly string[]
   /** Folder of user job types (each *.js / *.mjs file one type), absolute; none when absent. */
-  readonly jobTypesDir: string | undefined
+  readonly jobTypesDir: string | undefined,
+  /** Largest matrix accepted, in bytes of float64 data (rows × cols × 8); larger uploads get 413. */
+  readonly maxMatrixBytes: number
 }
 
 /** Thrown for an invalid setting; the message names the variable and what it accepts. */
@@ -126,6 +128,7 @@ export function loadConfig (env: Env = process.env, envFile: string | null = '.e
     rateLimitMax: int(merged, 'RATE_LIMIT_MAX', 600, 1, 1_000_000),
     retentionDays: int(merged, 'RETENTION_DAYS', 30, 0, 36_500),
     allowedHosts: Object.freeze(hostList(merged, 'ALLOWED_HOSTS')),
-    jobTypesDir: merged.JOB_TYPES_DIR?.trim() ? resolve(merged.JOB_TYPES_DIR.trim()) : undefined
+    jobTypesDir: merged.JOB_TYPES_DIR?.trim() ? resolve(merged.JOB_TYPES_DIR.trim()) : undefined,
+    maxMatrixBytes: int(merged, 'MAX_MATRIX_BYTES', 64 * 1024 * 1024, 8, 8192 * 8192 * 8)
   })
 }

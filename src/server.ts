@@ -11,6 +11,7 @@ import { createScheduler } from './jobs/scheduler.js'
 import { createJobStore } from './jobs/store.js'
 import { createLogger } from './log.js'
 import { acquireServerLock, LOCK_HEARTBEAT_MS, type ServerLock, ServerLockHeldError } from './server-lock.js'
+import { createMatrixStore } from './matrices/store.js'
 
 let config: Config
 try {
@@ -58,6 +59,7 @@ const app = await buildApp({
   store,
   scheduler,
   jobTypes,
+  matrices: createMatrixStore(db),
   loggerInstance: log,
   dbReady: () => checkDb(db)
 })

@@ -9,11 +9,13 @@ import { HttpError } from '../errors.js'
 import type { Scheduler } from '../jobs/scheduler.js'
 import type { JobStore } from '../jobs/store.js'
 import type { Logger } from '../log.js'
+import type { MatrixStore } from '../matrices/store.js'
 import { addAuth, addRateLimit } from './auth.js'
 import { addDocs } from './docs.js'
 import { eventsRoutes } from './events.js'
 import { jobTypeRoutes } from './job-types.js'
 import { jobRoutes } from './jobs.js'
+import { matrixRoutes } from './matrices.js'
 import { createMetrics, metricsRoutes } from './metrics.js'
 import { opsRoutes } from './ops.js'
 import { addOriginChecks } from './origin.js'
@@ -27,6 +29,8 @@ export interface AppOptions {
   store: JobStore
   scheduler: Pick<Scheduler, 'wake'> & Partial<Pick<Scheduler, 'stats' | 'childPids' | 'lastTickAt' | 'health'>>
   loggerInstance?: Logger
+  /** Stored matrices; the /api/matrices routes are served when given. */
+  matrices?: MatrixStore
   /** Checks the database is usable, for /readyz. */
   dbReady?: () => void
   /** The job types on offer, loaded at start (src/server.ts); the built-ins alone when absent. */
@@ -109,6 +113,7 @@ export async function buildApp (options: AppOptions): Promise<FastifyInstance> {
   const jobTypes = options.jobTypes ?? await loadJobTypes({})
   await app.register(jobTypeRoutes, { jobTypes })
   await app.register(jobRoutes, { ...options, jobTypes })
+  if (options.matrices) await app.register(matrixRoutes, { matrices: options.matrices, config: options.config })
   await app.register(opsRoutes, options)
   await app.register(metricsRoutes, { metrics })
   return app

@@ -6,6 +6,7 @@ import type { JobTypeCatalog } from '../job-types/catalog.js'
 import { coerceError } from '../errors.js'
 import type { Scheduler } from '../jobs/scheduler.js'
 import { type JobStore, toJob } from '../jobs/store.js'
+import type { MatrixStore } from '../matrices/store.js'
 import { ErrorReply, IdParams, JobList, JobSchema, ListQuery, type Submission, SubmitHeaders } from './schemas.js'
 import { createSubmitValidator, submitDocSchema } from './submit.js'
 
@@ -15,6 +16,8 @@ export interface JobRoutesOptions {
   scheduler: Pick<Scheduler, 'wake'>
   config: Pick<Config, 'maxPending' | 'defaultTimeoutSeconds'>
   jobTypes: JobTypeCatalog
+  /** Shapes of stored matrices, for the checks of types that take matrix ids. */
+  matrices?: Pick<MatrixStore, 'shape'>
 }
 
 /** A 400 in Fastify's error shape, for what a type's own checks refuse. */
@@ -25,7 +28,7 @@ function badRequest (message: string): Error {
 const errors = { 400: ErrorReply, 404: ErrorReply, 409: ErrorReply }
 
 /** /api/jobs: submit, list, read, cancel, retry, delete. */
-export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (instance, { store, scheduler, config, jobTypes }) => {
+export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (instance, { store, scheduler, config, jobTypes, matrices }) => {
   const app = instance.withTypeProvider<TypeBoxTypeProvider>()
   const submitValidator = createSubmitValidator(jobTypes)
   const headersAjv = createAjv({ coerceTypes: true })
@@ -52,7 +55,7 @@ export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (instance, 
     let steps: number
     try {
       params = type.prepare ? type.prepare(params) : params
-      const refused = type.check?.(params, { matrix: () => undefined })
+      const refused = type.check?.(params, { matrix: (id) => matrices?.shape(id) })
       if (refused) throw badRequest(`body/params ${refused}`)
       steps = type.steps ? type.steps(params) : 1
     } catch (err) {

@@ -8,7 +8,8 @@
  *   (`Sec-Fetch-Site` other than same-origin / none) or from another origin (`Origin` not this Host) gets 403.
  *   curl and other programs send neither header and are not affected.
  * - A write that has a body must say it is JSON: a form or a text/plain body (what a page can send without a
- *   CORS preflight) gets 415 before anything is parsed. Writes without a body (cancel, retry) need no type.
+ *   CORS preflight) gets 415 before anything is parsed. Writes without a body (cancel, retry) need no type. The
+ *   one route that takes files (a matrix upload, `config.fileUpload`) is exempt from this rule only.
  */
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import { MUTATING_METHODS } from './auth.js'
@@ -66,7 +67,9 @@ export function addOriginChecks (app: FastifyInstance, allowedHosts: readonly st
 
     const hasBody = req.headers['transfer-encoding'] !== undefined ||
       (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0')
-    if (hasBody && !isJson(req.headers['content-type'])) {
+    // A route that takes files (POST /api/matrices) says so in its config; it still gets the checks above.
+    const fileUpload = (req.routeOptions.config as { fileUpload?: boolean } | undefined)?.fileUpload === true
+    if (hasBody && !fileUpload && !isJson(req.headers['content-type'])) {
       return refuse(reply, 415, 'Unsupported Media Type', 'a request body must be JSON, sent with Content-Type: application/json')
     }
   })

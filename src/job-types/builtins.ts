@@ -4,7 +4,9 @@
  * module at start, a worker only the one of its job.
  */
 export const BUILT_IN_TYPES: readonly string[] = [
-  'lyapunov'
+  'lyapunov',
+  'matmul',
+  'matpow'
 ]
 
 // The running extension: .ts under the test runner's loader, .js in dist/.

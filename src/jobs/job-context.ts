@@ -1,26 +1,19 @@
 /**
  * What a worker hands a job type's run (JobContext) and its result() (ResultContext). Matrices are reached only
- * through these functions, so the matrix store can be wired in here without touching any job type.
+ * through these functions: a run reads its inputs from the matrix store, and the matrices its result() stores
+ * are inserted inside the fenced transaction that marks the job done (src/jobs/store.ts `complete`), so a worker
+ * that has lost its job leaves no matrix behind.
  */
-import type { JobContext, JobLog, ResultContext, StoredMatrix } from './contract.js'
+import type { MatrixStore } from '../matrices/store.js'
+import type { JobContext, JobLog, ResultContext } from './contract.js'
 import { math } from './math.js'
 
-/** Reads stored matrix `id`. No matrix store exists yet: every id is unknown. */
-export function loadStoredMatrix (id: number): StoredMatrix {
-  throw new Error(`no stored matrix with id ${id}`)
-}
-
-/** Stores a matrix owned by the job. No matrix store exists yet. */
-export function storeJobMatrix (): number {
-  throw new Error('this server cannot store matrices yet')
-}
-
 /** The context of one run in this process. */
-export function createJobContext (log: JobLog): JobContext {
-  return { math, loadMatrix: loadStoredMatrix, threads: () => 1, log }
+export function createJobContext (log: JobLog, matrices: Pick<MatrixStore, 'load'>, threads: () => number = () => 1): JobContext {
+  return { math, loadMatrix: (id) => matrices.load(id), threads, log }
 }
 
-/** The context result() gets. */
-export function createResultContext (): ResultContext {
-  return { storeMatrix: storeJobMatrix }
+/** The context result() gets: matrices it stores belong to job `jobId` (deleted with it). */
+export function createResultContext (jobId: number, matrices: Pick<MatrixStore, 'insertOwned'>): ResultContext {
+  return { storeMatrix: (m) => matrices.insertOwned(jobId, m) }
 }

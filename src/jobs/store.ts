@@ -166,6 +166,8 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
   const countTombstonesStmt = db.prepare<{ after: number, upTo: number, cap: number }, number>(
     'SELECT count(*) FROM (SELECT 1 FROM job_tombstones WHERE seq > @after AND seq <= @upTo LIMIT @cap)').pluck()
 
+  const ownedStmt = db.prepare<Fence, number>(
+    "SELECT 1 FROM jobs WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'").pluck()
   const fenced = <T>(changes: number, value: T): Fenced<T> => (changes === 1 ? { ok: true, value } : { ok: false })
 
   const insertTx = db.transaction((job: NewJob, maxPending: number, options: SubmitOptions): Submitted => {
@@ -421,8 +423,14 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     },
 
     /** The job is done: result stored and checkpoint deleted, in one transaction. */
-    complete (attempt: Attempt, result: object): Fenced<void> {
+    complete (attempt: Attempt, result: object | (() => object)): Fenced<void> {
       return db.transaction(() => {
+        // A result given as a function is produced here, once the attempt is known to hold the job, so whatever
+        // it writes (a result matrix) commits with the job's end or not at all.
+        if (typeof result === 'function') {
+          if (!ownedStmt.get(fence(attempt))) return fenced(0, undefined)
+          result = result()
+        }
         const changes = doneStmt.run({ ...fence(attempt), result: JSON.stringify(result), now: clock() }).changes
         if (changes === 1) dropCheckpointStmt.run(attempt.id)
         return fenced(changes, undefined)

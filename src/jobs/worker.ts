@@ -19,6 +19,7 @@ import { latestSchemaVersion, openDb } from '../db.js'
 import { coerceError } from '../errors.js'
 import { createLogger } from '../log.js'
 import { importJobType, parseUserModules } from '../job-types/resolve.js'
+import { createMatrixStore } from '../matrices/store.js'
 import { processStartTime } from '../process-identity.js'
 import type { Checkpoint, JobRun } from './contract.js'
 import { createJobContext, createResultContext } from './job-context.js'
@@ -60,6 +61,7 @@ if (schema !== latestSchemaVersion()) {
   process.exit(2)
 }
 const store = createJobStore(db)
+const matrices = createMatrixStore(db)
 const dataVersion = db.prepare('PRAGMA data_version').pluck()
 
 // A signal (Ctrl+C reaches the whole process group, SIGTERM from a service manager) means: checkpoint, give
@@ -133,7 +135,7 @@ async function runJob (row: JobRow): Promise<Ending> {
   try {
     const { definition } = await importJobType(row.type, parseUserModules(env[WORKER_ENV.jobTypeModules]))
     stage = checkpoint ? `cannot restore the checkpoint of step ${checkpoint.step}` : 'cannot start'
-    run = await definition.create(JSON.parse(row.params), checkpoint, createJobContext(jobLog))
+    run = await definition.create(JSON.parse(row.params), checkpoint, createJobContext(jobLog, matrices))
   } catch (err) {
     const message = `${stage}: ${coerceError(err).message}`
     jobLog.error({ err, event: 'failed', reason: message }, 'job failed')
@@ -191,13 +193,18 @@ async function runJob (row: JobRow): Promise<Ending> {
         if (signaled) return stop('release')
       }
     }
-    let result: { elapsedMs?: number, gflops?: number }
-    try {
-      result = JSON.parse(resultToJson(run.result(createResultContext())))
-    } catch (err) {
-      throw new Error(`result() failed: ${coerceError(err).message}`, { cause: err })
-    }
-    if (!store.complete(attempt, result).ok) return lost()
+    // result() runs inside the fenced transaction that marks the job done: the matrices it stores are kept only
+    // if this attempt still holds the job, and a result() that throws stores nothing.
+    let result: { elapsedMs?: number, gflops?: number } = {}
+    const completed = store.complete(attempt, () => {
+      try {
+        result = JSON.parse(resultToJson(run.result(createResultContext(id, matrices))))
+      } catch (err) {
+        throw new Error(`result() failed: ${coerceError(err).message}`, { cause: err })
+      }
+      return result
+    })
+    if (!completed.ok) return lost()
     jobLog.info({ event: 'done', elapsedMs: result.elapsedMs, gflops: result.gflops, result }, 'job done')
     return 'done'
   } catch (err) {
