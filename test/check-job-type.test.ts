@@ -15,6 +15,9 @@ const BUILT_IN_PARAMS: Record<string, object> = {
   lyapunov: { n: 40, steps: 6, seed: 9 }
 }
 
+// Each check forks several processes that each boot mathjs: slow on a loaded machine, hence a longer file limit.
+t.setTimeout(600_000)
+
 function kit (...args: string[]): Promise<{ code: number, out: string }> {
   return new Promise((resolve) => {
     execFile(process.execPath, [join(ROOT, 'dist/check-job-type.js'), ...args], { cwd: ROOT, timeout: 180_000 }, (err, stdout, stderr) => {
@@ -65,7 +68,7 @@ t.test('a type whose fraction goes back fails', async (t) => {
 })
 
 t.test('a type that cannot restore its checkpoint fails; bad usage and bad params exit non-zero', async (t) => {
-  const restore = await kit('test/fixtures/job-types/restore-fails.mjs', '{}', '--cuts', '1')
+  const restore = await kit('test/fixtures/job-types/restore-fails.mjs', '{"units":20,"unitMs":0}', '--cuts', '1')
   t.equal(restore.code, 1, 'restore failure: exit 1')
   t.match(restore.out, /FAIL {2}resuming from the checkpoint at unit \d+: Error: checkpoint format/, 'names the restore error')
   t.equal((await kit()).code, 2, 'no module: usage, exit 2')

@@ -8,7 +8,7 @@ import type { Scheduler } from '../jobs/scheduler.js'
 import { type JobStore, toJob } from '../jobs/store.js'
 import type { MatrixStore } from '../matrices/store.js'
 import { ErrorReply, IdParams, JobList, JobSchema, ListQuery, type Submission, SubmitHeaders } from './schemas.js'
-import { createSubmitValidator, submitDocSchema } from './submit.js'
+import { createSubmitContext, createSubmitValidator, submitDocSchema } from './submit.js'
 
 /** What the job routes need. */
 export interface JobRoutesOptions {
@@ -32,6 +32,7 @@ export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (instance, 
   const app = instance.withTypeProvider<TypeBoxTypeProvider>()
   const submitValidator = createSubmitValidator(jobTypes)
   const headersAjv = createAjv({ coerceTypes: true })
+  const submitContext = createSubmitContext(matrices)
 
   app.post('/api/jobs', {
     schema: {
@@ -55,7 +56,7 @@ export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (instance, 
     let steps: number
     try {
       params = type.prepare ? type.prepare(params) : params
-      const refused = type.check?.(params, { matrix: (id) => matrices?.shape(id) })
+      const refused = type.check?.(params, submitContext)
       if (refused) throw badRequest(`body/params ${refused}`)
       steps = type.steps ? type.steps(params) : 1
     } catch (err) {

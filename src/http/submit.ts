@@ -6,6 +6,8 @@
 import type { ErrorObject } from 'ajv'
 import { createAjv } from '../ajv.js'
 import type { JobTypeCatalog } from '../job-types/catalog.js'
+import type { SubmitContext } from '../jobs/contract.js'
+import type { MatrixStore } from '../matrices/store.js'
 import { SubmitCommon, SubmitEnvelope, type Submission } from './schemas.js'
 
 /** Fields of the flat lyapunov shorthand. */
@@ -14,6 +16,11 @@ const FLAT_FIELDS = ['n', 'steps', 'seed'] as const
 type Result = { value: Submission } | { error: ErrorObject[] }
 
 const fail = (instancePath: string, message: string): Result => ({ error: [{ keyword: 'type', instancePath, schemaPath: '#', params: {}, message }] })
+
+/** What a type's check() may look up at submit: the shapes of stored matrices. */
+export function createSubmitContext (matrices?: Pick<MatrixStore, 'shape'>): SubmitContext {
+  return { matrix: (id) => matrices?.shape(id) }
+}
 
 /** A Fastify body validator for submissions to the types of `catalog`. */
 export function createSubmitValidator (catalog: JobTypeCatalog): (body: unknown) => Result {

@@ -15,6 +15,19 @@ export interface CheckedDefinition {
  * Error whose message says what is wrong.
  */
 export function checkDefinition (exported: unknown, ajv: Ajv): CheckedDefinition {
+  const definition = checkDefinitionShape(exported)
+  try {
+    return { definition, validate: ajv.compile(definition.params) }
+  } catch (err) {
+    throw new Error(`params is not a valid JSON Schema: ${coerceError(err).message}`)
+  }
+}
+
+/**
+ * checkDefinition without compiling the schema: what a worker checks (its server compiled the schema already, and
+ * a worker that never loads Ajv boots faster).
+ */
+export function checkDefinitionShape (exported: unknown): JobTypeDefinition {
   if (exported === undefined) throw new Error('the module has no default export (export default { name, title, description, params, create })')
   if (typeof exported !== 'object' || exported === null) throw new Error(`the default export must be an object, got ${exported === null ? 'null' : typeof exported}`)
   const d = exported as Record<string, unknown>
@@ -35,11 +48,5 @@ export function checkDefinition (exported: unknown, ajv: Ajv): CheckedDefinition
   if (typeof params !== 'object' || params === null || Array.isArray(params) || params.type !== 'object') {
     throw new Error('params must be a JSON Schema of type "object"')
   }
-  let validate: ValidateFunction
-  try {
-    validate = ajv.compile(params)
-  } catch (err) {
-    throw new Error(`params is not a valid JSON Schema: ${coerceError(err).message}`)
-  }
-  return { definition: d as unknown as JobTypeDefinition, validate }
+  return d as unknown as JobTypeDefinition
 }

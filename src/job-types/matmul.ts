@@ -23,6 +23,7 @@ export function matmulChain (params: MatmulParams): ChainSpec {
 
 export default defineJobType<MatmulParams>({
   name: 'matmul',
+  measurements: ['elapsedMs', 'gflops'],
   title: 'Matrix chain product',
   description: 'M1·M2·…·Mk of stored matrices (upload them under Matrices), left to right; the product is stored as a new matrix owned by the job.',
   params: {

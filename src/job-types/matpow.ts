@@ -38,6 +38,7 @@ export function matpowChain (params: MatpowParams): ChainSpec {
 
 export default defineJobType<MatpowParams>({
   name: 'matpow',
+  measurements: ['elapsedMs', 'gflops'],
   title: 'Matrix power',
   description: 'A^k of a stored square matrix by repeated squaring (at most 60 products); the power is stored as a new matrix owned by the job.',
   params: {

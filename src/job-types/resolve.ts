@@ -4,20 +4,20 @@
  * this one module and no other.
  */
 import { pathToFileURL } from 'node:url'
-import { createAjv } from '../ajv.js'
 import { BUILT_IN_TYPES, builtInModule } from './builtins.js'
-import { type CheckedDefinition, checkDefinition } from './definition.js'
+import type { JobTypeDefinition } from '../jobs/contract.js'
+import { checkDefinitionShape } from './definition.js'
 
 /** Imports and checks the definition of type `name`; throws an Error saying why it cannot. */
-export async function importJobType (name: string, userModules: Record<string, string>): Promise<CheckedDefinition> {
+export async function importJobType (name: string, userModules: Record<string, string>): Promise<JobTypeDefinition> {
   let url: string
   if (BUILT_IN_TYPES.includes(name)) url = builtInModule(name).href
   else if (Object.hasOwn(userModules, name)) url = pathToFileURL(userModules[name]).href
   else throw new Error(`job type "${name}" is not loaded by this server (is its module still in JOB_TYPES_DIR?)`)
   const mod = await import(url) as { default?: unknown }
-  const checked = checkDefinition(mod.default, createAjv())
-  if (checked.definition.name !== name) throw new Error(`the module at ${url} now defines "${checked.definition.name}", not "${name}"`)
-  return checked
+  const definition = checkDefinitionShape(mod.default)
+  if (definition.name !== name) throw new Error(`the module at ${url} now defines "${definition.name}", not "${name}"`)
+  return definition
 }
 
 /** Parses the map a server passes to its workers; an absent or unreadable value is an empty map. */

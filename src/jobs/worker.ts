@@ -133,7 +133,7 @@ async function runJob (row: JobRow): Promise<Ending> {
   // being retried, since every new attempt would meet the same module and the same checkpoint.
   let stage = `cannot load job type "${row.type}"`
   try {
-    const { definition } = await importJobType(row.type, parseUserModules(env[WORKER_ENV.jobTypeModules]))
+    const definition = await importJobType(row.type, parseUserModules(env[WORKER_ENV.jobTypeModules]))
     stage = checkpoint ? `cannot restore the checkpoint of step ${checkpoint.step}` : 'cannot start'
     run = await definition.create(JSON.parse(row.params), checkpoint, createJobContext(jobLog, matrices))
   } catch (err) {

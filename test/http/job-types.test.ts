@@ -16,6 +16,14 @@ async function setup (t: Test) {
   const dir = join(dirname(path), 'types')
   mkdirSync(dir)
   writeFileSync(join(dir, 'broken.mjs'), 'throw new Error("cannot reach the licence server")\n')
+  writeFileSync(join(dir, 'checked.mjs'), `export default {
+    name: 'checked', title: 'Checked', description: 'check() and prepare() refuse some params',
+    params: { type: 'object', properties: { k: { type: 'integer' } }, required: ['k'], additionalProperties: false },
+    prepare (p) { if (p.k === 13) throw new Error('unlucky'); return p },
+    check (p, ctx) { return p.k % 2 === 1 ? 'k must be even' : ctx.matrix(1) === undefined ? undefined : 'matrix 1 exists' },
+    steps: (p) => p.k === 0 ? 0 : p.k,
+    create () { throw new Error('not here') }
+  }\n`)
   writeFileSync(join(dir, 'twin.mjs'), 'export default { name: "counter", title: "T", description: "D", params: { type: "object" }, create () {} }\n')
   for (const f of ['counter.mjs']) copyFileSync(join(ROOT, 'test/fixtures/job-types', f), join(dir, f))
   copyFileSync(join(ROOT, 'examples/job-types/power-iteration.mjs'), join(dir, 'power-iteration.mjs'))
@@ -31,12 +39,12 @@ t.test('GET /api/job-types lists built-ins, user types and broken modules with t
   const res = await app.inject({ url: '/api/job-types' })
   t.equal(res.statusCode, 200, '200')
   const types = res.json().types as Array<Record<string, any>>
-  t.same(types.map((x) => x.name), ['lyapunov', 'broken', 'counter', 'power-iteration', 'twin'], 'built-ins first, then files in order')
+  t.same(types.map((x) => x.name), ['lyapunov', 'broken', 'checked', 'counter', 'power-iteration', 'twin'], 'built-ins first, then files in order')
   t.match(types[0], { builtIn: true, title: 'Lyapunov exponent', params: { properties: { n: { maximum: 2000 } } } }, 'lyapunov with its schema')
   t.notOk('error' in types[0], 'no error on a usable type')
-  t.match(types[2], { builtIn: false, title: 'Counter', params: { properties: { mode: { enum: ['fast', 'slow'] } } } }, 'a user type with its schema')
+  t.match(types[3], { builtIn: false, title: 'Counter', params: { properties: { mode: { enum: ['fast', 'slow'] } } } }, 'a user type with its schema')
   t.match(types[1], { builtIn: false, error: /cannot reach the licence server/ }, 'the broken module with its reason')
-  t.match(types[4], { error: /the name "counter" is already taken by .*counter\.mjs/ }, 'the duplicate with its reason')
+  t.match(types[5], { error: /the name "counter" is already taken by .*counter\.mjs/ }, 'the duplicate with its reason')
 })
 
 t.test('POST /api/jobs for a user type: params validated by its schema, defaults filled, steps from steps()', async (t) => {
@@ -60,6 +68,9 @@ t.test('user-type submissions refused with 400 naming the field or the reason, a
     ['integer as a string (no coercion)', { type: 'counter', params: { count: '3' } }, /body\/params\/count must be integer/],
     ['unknown param', { type: 'counter', params: { count: 3, speed: 1 } }, /body\/params must NOT have additional properties/],
     ['missing params', { type: 'counter' }, /body must have required property 'params'/],
+    ['check() refuses', { type: 'checked', params: { k: 3 } }, /^body\/params k must be even$/],
+    ['prepare() throws', { type: 'checked', params: { k: 13 } }, /job type "checked" refused these params: unlucky/],
+    ['steps() not ≥ 1', { type: 'checked', params: { k: 0 } }, /job type "checked" counts 0 steps for these params/],
     ['flat fields with a user type', { type: 'counter', params: { count: 3 }, steps: 3 }, /must not mix the flat lyapunov fields \(steps\)/]
   ]
   for (const [what, payload, message] of cases) {
@@ -75,7 +86,7 @@ t.test('/docs/json shows the params of every usable type in the submit body', as
   const spec = (await app.inject({ url: '/docs/json' })).json()
   const body = spec.paths['/api/jobs'].post.requestBody.content['application/json'].schema
   const variants = body.oneOf as Array<Record<string, any>>
-  t.same(variants.map((v) => v.title), ['lyapunov', 'counter', 'power-iteration', 'lyapunov (flat)'], 'one variant per usable type, and the flat shorthand')
-  t.match(variants[2].properties.params.properties, { n: { type: 'integer', maximum: 1000 }, iterations: { type: 'integer' } }, 'a user type\'s params schema')
+  t.same(variants.map((v) => v.title), ['lyapunov', 'checked', 'counter', 'power-iteration', 'lyapunov (flat)'], 'one variant per usable type, and the flat shorthand')
+  t.match(variants[3].properties.params.properties, { n: { type: 'integer', maximum: 1000 }, iterations: { type: 'integer' } }, 'a user type\'s params schema')
   t.ok(spec.paths['/api/job-types'].get, 'GET /api/job-types is documented')
 })

@@ -107,7 +107,7 @@ t.test('a job whose worker cannot start it fails with the reason instead of loop
   db.prepare('INSERT INTO checkpoints (job_id, lease, step, state, saved_at) VALUES (?, 0, 2, ?, 0)').run(id, Buffer.alloc(16))
   store.cancel(blocker)
   const row = await waitFor(() => { const r = store.get(id); return r?.status === 'failed' && r }, 30_000, 'failed')
-  t.match(row.error, /cannot start: checkpoint holds 16 bytes/, 'the reason is stored')
+  t.match(row.error, /cannot restore the checkpoint of step 2: checkpoint holds 16 bytes/, 'the reason is stored')
 })
 
 t.test('graceful stop releases running jobs and leaves no child process', async (t) => {
