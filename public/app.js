@@ -441,7 +441,7 @@ async function submitJob (event) {
     // A refusal about one field (a page older than the server's limits) marks that field, in the API's words.
     const name = fieldOfApiMessage(err.message)
     const input = name ? form.querySelector(`input[name="${window.CSS.escape(name)}"]`) : null
-    if (input) setFieldError(input, `${labelOf(input)}: ${err.message.replace(/^body\/[A-Za-z0-9_]+ /, '').replace(/^body /, '')}`)
+    if (input) setFieldError(input, `${labelOf(input)}: ${err.message.replace(/^body\/(?:params\/)?[A-Za-z0-9_]+ /, '').replace(/^body /, '')}`)
     showMessage(message, err.message, true)
   } finally {
     button.disabled = false

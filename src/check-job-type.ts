@@ -1,7 +1,9 @@
 /**
  * The conformance kit for job-type authors:
  *
- *   npm run check-job-type -- <module or built-in name> '<params JSON>' [--cuts N] [--timeout S]
+ *   [DB_PATH=data/nonstop.db] npm run check-job-type -- <module or built-in name> '<params JSON>' [--cuts N] [--timeout S]
+ *
+ * Types that read stored matrices (matmul, matpow) take them from the database DB_PATH names.
  *
  * Runs the type once without interruption, then again cut after several random units: at each cut the run is
  * checkpointed and its process exits; a NEW process restores the checkpoint and continues, as a worker does after

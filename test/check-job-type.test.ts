@@ -7,20 +7,29 @@ import { execFile } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
+import { migrate, openDb } from '../src/db.js'
 import { BUILT_IN_TYPES } from '../src/job-types/builtins.js'
+import { createMatrixStore } from '../src/matrices/store.js'
 import { ROOT } from './fixtures/helpers.js'
 
 /** Small params for each built-in type; a new built-in needs a line here (the test below insists). */
 const BUILT_IN_PARAMS: Record<string, object> = {
-  lyapunov: { n: 40, steps: 6, seed: 9 }
+  lyapunov: { n: 40, steps: 6, seed: 9 },
+  // Matrices 1 and 2 of the database made below (the kit reads inputs from DB_PATH).
+  matmul: { matrices: [1, 2, 1] },
+  matpow: { matrix: 1, exponent: 1000 }
 }
 
 // Each check forks several processes that each boot mathjs: slow on a loaded machine, hence a longer file limit.
 t.setTimeout(600_000)
 
 function kit (...args: string[]): Promise<{ code: number, out: string }> {
+  return kitIn({}, ...args)
+}
+
+function kitIn (env: Record<string, string>, ...args: string[]): Promise<{ code: number, out: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [join(ROOT, 'dist/check-job-type.js'), ...args], { cwd: ROOT, timeout: 180_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [join(ROOT, 'dist/check-job-type.js'), ...args], { cwd: ROOT, timeout: 180_000, env: { ...process.env, ...env } }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, out: stdout + stderr })
     })
   })
@@ -28,8 +37,18 @@ function kit (...args: string[]): Promise<{ code: number, out: string }> {
 
 t.test('every built-in type conforms', async (t) => {
   t.same(Object.keys(BUILT_IN_PARAMS).sort(), [...BUILT_IN_TYPES].sort(), 'params chosen for each built-in')
+  // Two stored 70×70 matrices with entries of modest size, so a power of them stays finite.
+  const dbPath = join(t.testdir({}), 'matrices.db')
+  const db = openDb(dbPath)
+  migrate(db)
+  const matrices = createMatrixStore(db)
+  for (const seed of [1, 2]) {
+    const data = Float64Array.from({ length: 70 * 70 }, (_, i) => (((i * 7919 + seed * 104729) % 1000) / 1000 - 0.5) / 20)
+    matrices.insert({ name: `m${seed}`, rows: 70, cols: 70, data })
+  }
+  db.close()
   for (const name of BUILT_IN_TYPES) {
-    const { code, out } = await kit(name, JSON.stringify(BUILT_IN_PARAMS[name]), '--cuts', '4')
+    const { code, out } = await kitIn({ DB_PATH: dbPath }, name, JSON.stringify(BUILT_IN_PARAMS[name]), '--cuts', '4')
     t.equal(code, 0, `${name}: exit 0\n${out}`)
     t.match(out, /ok {4}results bit-identical/, `${name}: bit-identical after restores in new processes`)
     t.match(out, /cut after units \d+(, \d+){3}, 5 processes/, `${name}: four cuts, five processes`)

@@ -198,12 +198,12 @@ if (!existsSync(CHROMIUM)) {
     const expected = [
       'Matrix size n: a whole number from 1 to 2000',
       'Steps: a whole number from 1 to 10000',
-      'Priority: a whole number from -1000000 to 1000000',
-      'Seed: a whole number from 0 to 4294967295'
+      'Seed: a whole number from 0 to 4294967295',
+      'Priority: a whole number from -1000000 to 1000000'
     ]
     t.same(await page.locator('#submit .field-error').allTextContents(), expected, 'each field says what it needs, under it')
     const invalid = await page.locator('#submit input[aria-invalid="true"]').evaluateAll((inputs) => inputs.map((i) => (i as HTMLInputElement).name))
-    t.same(invalid, ['n', 'steps', 'priority', 'seed'], 'every invalid field is marked, the valid name is not')
+    t.same(invalid, ['n', 'steps', 'seed', 'priority'], 'every invalid field is marked, the valid name is not')
     const summary = await message.textContent() ?? ''
     for (const text of expected) t.ok(summary.includes(text), `the form's message lists "${text}"`)
     const border = await page.getByLabel('Steps').evaluate((el) => getComputedStyle(el).borderColor)

@@ -39,12 +39,12 @@ t.test('GET /api/job-types lists built-ins, user types and broken modules with t
   const res = await app.inject({ url: '/api/job-types' })
   t.equal(res.statusCode, 200, '200')
   const types = res.json().types as Array<Record<string, any>>
-  t.same(types.map((x) => x.name), ['lyapunov', 'broken', 'checked', 'counter', 'power-iteration', 'twin'], 'built-ins first, then files in order')
+  t.same(types.map((x) => x.name), ['lyapunov', 'matmul', 'matpow', 'broken', 'checked', 'counter', 'power-iteration', 'twin'], 'built-ins first, then files in order')
   t.match(types[0], { builtIn: true, title: 'Lyapunov exponent', params: { properties: { n: { maximum: 2000 } } } }, 'lyapunov with its schema')
   t.notOk('error' in types[0], 'no error on a usable type')
-  t.match(types[3], { builtIn: false, title: 'Counter', params: { properties: { mode: { enum: ['fast', 'slow'] } } } }, 'a user type with its schema')
-  t.match(types[1], { builtIn: false, error: /cannot reach the licence server/ }, 'the broken module with its reason')
-  t.match(types[5], { error: /the name "counter" is already taken by .*counter\.mjs/ }, 'the duplicate with its reason')
+  t.match(types[5], { builtIn: false, title: 'Counter', params: { properties: { mode: { enum: ['fast', 'slow'] } } } }, 'a user type with its schema')
+  t.match(types[3], { builtIn: false, error: /cannot reach the licence server/ }, 'the broken module with its reason')
+  t.match(types[7], { error: /the name "counter" is already taken by .*counter\.mjs/ }, 'the duplicate with its reason')
 })
 
 t.test('POST /api/jobs for a user type: params validated by its schema, defaults filled, steps from steps()', async (t) => {
@@ -86,7 +86,7 @@ t.test('/docs/json shows the params of every usable type in the submit body', as
   const spec = (await app.inject({ url: '/docs/json' })).json()
   const body = spec.paths['/api/jobs'].post.requestBody.content['application/json'].schema
   const variants = body.oneOf as Array<Record<string, any>>
-  t.same(variants.map((v) => v.title), ['lyapunov', 'checked', 'counter', 'power-iteration', 'lyapunov (flat)'], 'one variant per usable type, and the flat shorthand')
-  t.match(variants[3].properties.params.properties, { n: { type: 'integer', maximum: 1000 }, iterations: { type: 'integer' } }, 'a user type\'s params schema')
+  t.same(variants.map((v) => v.title), ['lyapunov', 'matmul', 'matpow', 'checked', 'counter', 'power-iteration', 'lyapunov (flat)'], 'one variant per usable type, and the flat shorthand')
+  t.match(variants[5].properties.params.properties, { n: { type: 'integer', maximum: 1000 }, iterations: { type: 'integer' } }, 'a user type\'s params schema')
   t.ok(spec.paths['/api/job-types'].get, 'GET /api/job-types is documented')
 })

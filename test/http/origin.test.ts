@@ -7,7 +7,7 @@ import { buildApp } from '../../src/http/app.js'
 import { hostName } from '../../src/http/origin.js'
 import { testConfig, tmpDb } from '../fixtures/helpers.js'
 
-const newJob = { type: 'lyapunov', name: null, params: { n: 2, steps: 2, seed: 1 }, priority: 0, timeoutMs: null, idempotencyKey: null, retryOf: null }
+const newJob = { type: 'lyapunov', name: null, params: { n: 2, steps: 2, seed: 1 }, steps: 2, priority: 0, timeoutMs: null, idempotencyKey: null, retryOf: null }
 
 async function setup (t: Test, env: Record<string, string> = {}) {
   const { store, db } = tmpDb(t)

@@ -27,7 +27,7 @@ const good = (name: string, extra = ''): string => `export default {
 
 t.test('built-ins alone when no folder is given', async (t) => {
   const catalog = await loadJobTypes({})
-  t.same(catalog.types.map((x) => [x.name, x.builtIn, x.error]), [['lyapunov', true, undefined]], 'lyapunov, built in, usable')
+  t.same(catalog.types.map((x) => [x.name, x.builtIn, x.error]), [['lyapunov', true, undefined], ['matmul', true, undefined], ['matpow', true, undefined]], 'the built-ins, usable')
   t.same(catalog.userModules, {}, 'no user modules')
   t.ok(catalog.get('lyapunov')?.validate?.({ n: 3, steps: 2 }), 'its schema is compiled')
 })
@@ -94,6 +94,6 @@ t.test('the example type loads as a user type', async (t) => {
 t.test('an unreadable folder is logged, and the built-ins still load', async (t) => {
   const log = memoryLog()
   const catalog = await loadJobTypes({ dir: join(t.testdir({}), 'missing'), log })
-  t.same(catalog.types.map((x) => x.name), ['lyapunov'], 'built-ins only')
+  t.same(catalog.types.map((x) => x.name), ['lyapunov', 'matmul', 'matpow'], 'built-ins only')
   t.match(log.lines.find((l) => l.level === 'error')?.msg, /JOB_TYPES_DIR .*missing cannot be read/, 'one error line')
 })

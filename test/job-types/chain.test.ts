@@ -199,10 +199,14 @@ t.test('a mid-product checkpoint survives the job store\'s checkpoints table', a
   while (!whole.finished) whole.advance()
   const expected = whole.result(out()).sha256
   const jobId = Number(db.prepare("INSERT INTO jobs (type, params, steps, status, lease, created_at, updated_at) VALUES ('matmul', '{}', 1, 'running', 1, 0, 0)").run().lastInsertRowid)
+  db.prepare("UPDATE jobs SET worker = 'w1' WHERE id = ?").run(jobId)
   const run = make()
   run.advance()
   run.advance()
-  t.ok(jobs.saveCheckpoint(jobId, 1, run.checkpoint() as never, 10).ok, 'saved through the job store')
+  // As the worker does: the state bound as a Buffer over the same bytes.
+  const { step, state } = run.checkpoint()
+  const saved = { step, state: Buffer.from(state.buffer, state.byteOffset, state.byteLength) }
+  t.ok(jobs.saveCheckpoint({ id: jobId, lease: 1, worker: 'w1' }, saved, 10).ok, 'saved through the job store')
   const loaded = jobs.loadCheckpoint(jobId)
   t.ok(loaded, 'loaded back')
   const resumed = make(loaded as Checkpoint)
