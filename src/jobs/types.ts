@@ -112,17 +112,25 @@ export interface JobRun {
   readonly finished: boolean
   /** 0..1 of the whole job. */
   readonly fraction: number
-  /** One bounded slice of work. */
-  advance (): void
+  /** One bounded slice of work; a Promise when it ran on compute threads (the worker awaits it). */
+  advance (): void | Promise<void>
   /** The state from which createRun continues bit for bit; callable between any two advance() calls. */
   checkpoint (): Checkpoint
   result (): object
+  /** Ends what the run holds (compute threads); called however the run ends. */
+  close? (): void | Promise<void>
+}
+
+/** What the worker gives a run it creates. */
+export interface RunOptions {
+  /** Compute threads the run may use for its next unit (≥ 1); may change between units. */
+  threads?: () => number
 }
 
 /** A kind of job the server can run: how to start or resume it. Add one in src/jobs/registry.ts. */
 export interface JobType {
   readonly name: string
-  createRun (params: JobParams, from?: Checkpoint): JobRun
+  createRun (params: JobParams, from?: Checkpoint, options?: RunOptions): JobRun
 }
 
 /** Environment a worker is forked with (set by the scheduler). */
@@ -130,5 +138,7 @@ export const WORKER_ENV = {
   dbPath: 'NONSTOP_DB_PATH',
   heartbeatMs: 'NONSTOP_HEARTBEAT_MS',
   checkpointMs: 'NONSTOP_CHECKPOINT_MS',
-  nice: 'NONSTOP_WORKER_NICE'
+  nice: 'NONSTOP_WORKER_NICE',
+  /** Forces a job's compute threads (an integer ≥ 1) instead of its share of the cores; for measurements. */
+  threads: 'NONSTOP_THREADS'
 } as const

@@ -15,6 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { latestSchemaVersion, openDb } from '../db.js'
 import { coerceError } from '../errors.js'
 import { createLogger } from '../log.js'
+import { coreCount, threadShare } from './cores.js'
 import { jobTypes } from './registry.js'
 import { createJobStore, type Fenced } from './store.js'
 import { type JobRow, type JobRun, type StopRequest, WORKER_ENV } from './types.js'
@@ -71,8 +72,8 @@ process.channel?.unref()
  */
 function warmUp (): void {
   for (const type of Object.values(jobTypes)) {
-    const run = type.createRun({ n: 40, steps: 1, seed: 0 })
-    while (!run.finished) run.advance()
+    const run = type.createRun({ n: 40, steps: 1, seed: 0 }, undefined, { threads: () => 1 })
+    while (!run.finished) run.advance() // one thread: synchronous
     run.checkpoint()
   }
 }
@@ -94,6 +95,9 @@ async function waitForAssignment (): Promise<JobRow | undefined> {
   }
 }
 
+/** The run of this worker's job, once created (so its threads can be ended whatever way the job ends). */
+let currentRun: JobRun | null = null
+
 /** How runJob ended: `lost` = the lease moved on; `abandoned` = left for the scheduler to resume. */
 type Ending = 'done' | 'failed' | 'stopped' | 'lost' | 'abandoned'
 
@@ -112,13 +116,21 @@ async function runJob (row: JobRow): Promise<Ending> {
   try {
     const type = jobTypes[row.type as keyof typeof jobTypes]
     if (!type) throw new Error(`unknown job type "${row.type}"`)
-    run = type.createRun(JSON.parse(row.params), checkpoint)
+    run = type.createRun(JSON.parse(row.params), checkpoint, { threads: () => threads })
   } catch (err) {
     const message = `cannot start: ${coerceError(err).message}`
     jobLog.error({ err, event: 'failed', reason: message }, 'job failed')
     return store.fail(id, lease, message).ok ? 'failed' : lost()
   }
+  currentRun = run
   jobLog.info({ event: 'started', resumedFromStep: checkpoint?.step ?? null, steps: run.steps }, 'job started')
+
+  // Compute threads: NONSTOP_THREADS if forced, else this job's share of the cores among the running jobs,
+  // re-read from the database with every heartbeat (src/jobs/cores.ts).
+  const forced = Number(env[WORKER_ENV.threads])
+  const cores = coreCount()
+  const shareNow = (): number => Number.isInteger(forced) && forced >= 1 ? forced : threadShare(id, store.running().map((r) => r.id), cores)
+  let threads = shareNow()
 
   const progressOf = (): number => Math.round(run.fraction * 10000) / 100
   let lastBeat = Date.now()
@@ -139,7 +151,7 @@ async function runJob (row: JobRow): Promise<Ending> {
 
   try {
     while (!run.finished) {
-      run.advance()
+      await run.advance()
       const now = Date.now()
       let written: Fenced<StopRequest | null> | null = null
       if (!run.finished && now - lastCheckpoint >= checkpointEvery) {
@@ -156,6 +168,7 @@ async function runJob (row: JobRow): Promise<Ending> {
       } else if (now - lastBeat >= heartbeatMs) {
         written = store.beat(id, lease, { step: run.step, progress: progressOf() })
         lastBeat = now
+        threads = shareNow()
       }
       if (written && !written.ok) return lost()
       if (written?.value) return stop(written.value)
@@ -189,6 +202,8 @@ async function runJob (row: JobRow): Promise<Ending> {
 const row = await waitForAssignment()
 idle = false
 const ending = row ? await runJob(row) : 'stopped'
+// The job's compute threads end with it (process.exit would end them too).
+await (currentRun as JobRun | null)?.close?.()
 db.close()
 // Non-zero when the job did not end here: failed (1), or left to be resumed (3).
 process.exit(ending === 'failed' ? 1 : ending === 'abandoned' ? 3 : 0)
