@@ -184,6 +184,17 @@ CPU GF/s each); 32 stays. The two-thread wall-clock speed-up (target ≥ 1.7×) 
 load 16–21 on 2 cores a process gets a fraction of a core whatever it asks for. By CPU time the second thread costs
 about 14 % (the per-unit hand-off and the main thread drawing M_k alone at the start of each step); on an idle
 2-core machine that predicts about 1.7× by wall clock.
+
+**Worker start (not changed yet).** A V8 startup snapshot works on Node 20 for the mathjs part: a CommonJS entry
+that reads \`mathjs/lib/browser/math.js\`, evaluates it with \`new Function('module', 'exports', source)\`, calls
+\`math.multiply\` on 'number' matrices and vectors 50 times and keeps \`math\` on \`globalThis\` builds with
+\`node --snapshot-blob x.blob --build-snapshot entry.cjs\` (6.4 MB blob), and a process started from it multiplies at
+once. CPU from start to a first mathjs product, 5 runs each, interleaved, load 21.6: empty script 119–135 ms,
+snapshot 208–221 ms, \`require\` of the bundle + first product 309–348 ms, so the snapshot saves about 120 ms of the
+~200 ms mathjs costs a worker (load + lazy typed-function set-up). Not landed: the worker's own ES modules (store,
+log, pino) would have to be bundled into that CommonJS entry (no bundler in the dependencies), better-sqlite3 loaded
+with \`createRequire\` after deserialization, and the scheduler would need to build the blob per Node version and
+fall back to a plain fork when it is missing or stale.
 `
 
 function readResult (name) {

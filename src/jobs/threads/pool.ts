@@ -16,10 +16,21 @@ export type ThreadRequest =
 
 export type ThreadReply = { id: number, norm: number } | { id: number, error: string }
 
-/** Where the thread entry is: next to this module (dist/, .js), or its source when run from src/ by a TS loader. */
-function entryUrl (): URL {
+/**
+ * Where the thread entry is and how to start it: next to this module (dist/, .js), without the parent's module
+ * hooks (--import/--require/--loader: the compiled entry needs none, and each would be re-run in every thread);
+ * or its source when run from src/ under a TypeScript loader, which the thread must then inherit.
+ */
+function entry (): { url: URL, execArgv: string[] | undefined } {
   const js = new URL('./entry.js', import.meta.url)
-  return existsSync(fileURLToPath(js)) ? js : new URL('./entry.ts', import.meta.url)
+  if (!existsSync(fileURLToPath(js))) return { url: new URL('./entry.ts', import.meta.url), execArgv: undefined }
+  const execArgv: string[] = []
+  const argv = process.execArgv
+  for (let i = 0; i < argv.length; i++) {
+    if (/^--(import|require|loader|experimental-loader)$/.test(argv[i]) || argv[i] === '-r') i++
+    else if (!/^--(import|require|loader|experimental-loader)=/.test(argv[i])) execArgv.push(argv[i])
+  }
+  return { url: js, execArgv }
 }
 
 /** Most threads a run may have, whatever it is granted. */
@@ -44,7 +55,8 @@ class ComputeThread {
   private failed: Error | null = null
 
   constructor (shared: SharedBuffers) {
-    this.worker = new Worker(entryUrl(), { stdout: false, stderr: false })
+    const { url, execArgv } = entry()
+    this.worker = new Worker(url, { execArgv, stdout: false, stderr: false })
     this.worker.unref()
     const fail = (err: Error): void => {
       this.failed ??= err
