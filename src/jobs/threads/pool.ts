@@ -17,20 +17,16 @@ export type ThreadRequest =
 export type ThreadReply = { id: number, norm: number } | { id: number, error: string }
 
 /**
- * Where the thread entry is and how to start it: next to this module (dist/, .js), without the parent's module
- * hooks (--import/--require/--loader: the compiled entry needs none, and each would be re-run in every thread);
- * or its source when run from src/ under a TypeScript loader, which the thread must then inherit.
+ * Where the thread entry is and how to start it: next to this module (dist/, .js), with no flags of the parent's
+ * (the compiled entry needs no module hooks, each hook would be re-run in every thread, and process-wide V8 flags
+ * such as --expose-gc are refused when passed to a thread); or its source when run from src/ under a TypeScript
+ * loader, which the thread must then inherit.
  */
 function entry (): { url: URL, execArgv: string[] | undefined } {
   const js = new URL('./entry.js', import.meta.url)
-  if (!existsSync(fileURLToPath(js))) return { url: new URL('./entry.ts', import.meta.url), execArgv: undefined }
-  const execArgv: string[] = []
-  const argv = process.execArgv
-  for (let i = 0; i < argv.length; i++) {
-    if (/^--(import|require|loader|experimental-loader)$/.test(argv[i]) || argv[i] === '-r') i++
-    else if (!/^--(import|require|loader|experimental-loader)=/.test(argv[i])) execArgv.push(argv[i])
-  }
-  return { url: js, execArgv }
+  return existsSync(fileURLToPath(js))
+    ? { url: js, execArgv: [] }
+    : { url: new URL('./entry.ts', import.meta.url), execArgv: undefined }
 }
 
 /** Most threads a run may have, whatever it is granted. */
