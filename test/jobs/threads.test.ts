@@ -1,9 +1,6 @@
 import t from 'tap'
 import { LyapunovRun } from '../../src/jobs/lyapunov.js'
 
-// Every pool thread loads mathjs (and, run from src/, the TypeScript loader): slow on a loaded 2-core machine.
-t.setTimeout(600_000)
-
 async function runToEnd (run: LyapunovRun): Promise<void> {
   while (!run.finished) await run.advance()
 }

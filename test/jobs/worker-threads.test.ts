@@ -8,9 +8,6 @@ import { createScheduler } from '../../src/jobs/scheduler.js'
 import { createLogger } from '../../src/log.js'
 import { pidRunning, testConfig, tmpDb, waitFor } from '../fixtures/helpers.js'
 
-// Niced workers on a loaded 2-core machine: a job's first step may wait long for a core.
-t.setTimeout(900_000)
-
 /** A real scheduler forking real workers (dist/) on a temp database file; stopped at teardown. */
 function setup (t: Test, env: Record<string, string> = {}) {
   const { store, path } = tmpDb(t)
@@ -34,7 +31,7 @@ t.test('a lone job uses every core: its result reports them, with the bits of a 
   const { store, submit } = setup(t)
   const params = { n: 130, steps: 3, seed: 8 }
   const id = submit(params)
-  const done = await waitFor(() => { const r = store.get(id); return r?.status === 'done' && r }, 300_000, 'done')
+  const done = await waitFor(() => { const r = store.get(id); return r?.status === 'done' && r }, 200_000, 'done')
   const result = JSON.parse(done.result!)
   t.equal(result.threads, Math.min(cores, 5), `threads used = cores (${cores}), at most the 5 column groups of n = 130`)
   const local = new LyapunovRun(params, undefined, { threads: () => 1 })
@@ -51,7 +48,7 @@ t.test('cancel and graceful stop end a worker computing on several threads, thre
   const released = submit({ n: 300, steps: 5000, seed: 4 })
   const pids: number[] = []
   for (const id of [canceled, released]) {
-    pids.push(await waitFor(() => { const r = store.get(id); return r?.step && r.step > 0 && r.pid }, 300_000, `job ${id} to make progress`))
+    pids.push(await waitFor(() => { const r = store.get(id); return r?.step && r.step > 0 && r.pid }, 100_000, `job ${id} to make progress`))
   }
   for (const pid of pids) t.comment(`worker ${pid} runs ${threadsOf(pid)} OS threads`)
   store.cancel(canceled)

@@ -17,16 +17,13 @@ export type ThreadRequest =
 export type ThreadReply = { id: number, norm: number } | { id: number, error: string }
 
 /**
- * Where the thread entry is and how to start it: next to this module (dist/, .js), with no flags of the parent's
- * (the compiled entry needs no module hooks, each hook would be re-run in every thread, and process-wide V8 flags
- * such as --expose-gc are refused when passed to a thread); or its source when run from src/ under a TypeScript
- * loader, which the thread must then inherit.
+ * Where the thread entry is: next to this module (dist/, .js), or its source when run from src/ under a TypeScript
+ * loader. Threads inherit the process's flags (Node accepts its own V8 flags such as --expose-gc when inherited,
+ * not when listed again in `execArgv`).
  */
-function entry (): { url: URL, execArgv: string[] | undefined } {
+function entryUrl (): URL {
   const js = new URL('./entry.js', import.meta.url)
-  return existsSync(fileURLToPath(js))
-    ? { url: js, execArgv: [] }
-    : { url: new URL('./entry.ts', import.meta.url), execArgv: undefined }
+  return existsSync(fileURLToPath(js)) ? js : new URL('./entry.ts', import.meta.url)
 }
 
 /** Most threads a run may have, whatever it is granted. */
@@ -51,8 +48,7 @@ class ComputeThread {
   private failed: Error | null = null
 
   constructor (shared: SharedBuffers) {
-    const { url, execArgv } = entry()
-    this.worker = new Worker(url, { execArgv, stdout: false, stderr: false })
+    this.worker = new Worker(entryUrl(), { stdout: false, stderr: false })
     this.worker.unref()
     const fail = (err: Error): void => {
       this.failed ??= err
