@@ -112,6 +112,7 @@ async function measure (kernel, n, width = PANEL_WIDTH) {
     // A whole LyapunovRun step (draw M_k, product, norms, normalization) on 1 or 2 compute threads.
     const threads = kernel === 'step2' ? 2 : 1
     const run = new LyapunovRun({ n, steps: 1000, seed: 3 }, undefined, { threads: () => threads })
+    await run.startThreads()
     while (run.step < 1) await run.advance() // warm-up step (and the pool's threads start)
     const r = await timeItAsync(async () => {
       const target = run.step + 1

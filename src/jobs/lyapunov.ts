@@ -253,16 +253,22 @@ export class LyapunovRun {
     const t = performance.now()
     this.drawM(this.step + 1)
     const first = this.nextSq.length
-    const groups = Math.min(this.panelCount - first, Math.max(1, Math.min(MAX_THREADS, Math.floor(this.threadsWanted()) || 1)))
-    if (groups === 1) {
+    const wanted = Math.min(this.panelCount - first, Math.max(1, Math.min(MAX_THREADS, Math.floor(this.threadsWanted()) || 1)))
+    if (wanted > 1) {
+      this.pool ??= new ProductPool(this.shared)
+      // Grow only: a thread left idle by a smaller share costs nothing and is ready when the share grows back.
+      if (this.pool.size < wanted - 1) this.pool.resize(wanted - 1)
+    }
+    // Threads still starting (loading mathjs) take no group yet: this unit runs on those ready.
+    const groups = wanted > 1 && this.pool ? 1 + Math.min(wanted - 1, this.pool.ready()) : 1
+    if (groups === 1 || !this.pool) {
       const norm = this.kernel.group(this.step + 1, this.src, first * PANEL_WIDTH, this.widthOf(first))
       this.unitDone([norm], t)
       return
     }
-    this.pool ??= new ProductPool(this.shared)
-    this.pool.resize(groups - 1)
+    const pool = this.pool
     const others: Array<Promise<number>> = []
-    for (let g = 1; g < groups; g++) others.push(this.pool.group(g - 1, this.step + 1, this.src, (first + g) * PANEL_WIDTH, this.widthOf(first + g)))
+    for (let g = 1; g < groups; g++) others.push(pool.group(g - 1, this.step + 1, this.src, (first + g) * PANEL_WIDTH, this.widthOf(first + g)))
     let mine: number
     try {
       mine = this.kernel.group(this.step + 1, this.src, first * PANEL_WIDTH, this.widthOf(first))
@@ -295,6 +301,22 @@ export class LyapunovRun {
       this.step++
     }
     this.computeMs += performance.now() - t
+  }
+
+  /**
+   * Starts `count` compute threads (default: what `threads()` asks for now) and resolves once they can take work.
+   * Optional: advance() starts them too, and uses them from the first unit after they are up.
+   */
+  async startThreads (count = Math.floor(this.threadsWanted())): Promise<void> {
+    const wanted = Math.min(MAX_THREADS, Math.max(1, count || 1))
+    if (wanted < 2) return
+    this.pool ??= new ProductPool(this.shared)
+    if (this.pool.size < wanted - 1) this.pool.resize(wanted - 1)
+    const until = Date.now() + 120_000
+    while (this.pool.ready() < wanted - 1) {
+      if (Date.now() > until) throw new Error(`compute threads did not start within 120 s (${this.pool.ready()} of ${wanted - 1})`)
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
   }
 
   /** Ends the run's compute threads (if any). The run can still advance afterwards, on fewer threads. */

@@ -18,6 +18,7 @@ t.test('1, 2 and 3 compute threads give the same bits, and the run reports the t
   for (const threads of [2, 3]) {
     const run = new LyapunovRun(params, undefined, { threads: () => threads })
     try {
+      await run.startThreads()
       await runToEnd(run)
       t.equal(bits(run), bits(reference), `${threads} threads: lyapunov and trace bit-identical`)
       t.equal(run.result().threads, threads, `${threads} threads reported as used`)
@@ -33,11 +34,13 @@ t.test('a run checkpointed on 3 threads resumes on 1 or 2 (and back) with the sa
   await runToEnd(reference)
   for (const [before, after, units] of [[3, 1, 1], [2, 3, 5]]) {
     const first = new LyapunovRun(params, undefined, { threads: () => before })
+    await first.startThreads()
     for (let i = 0; i < units; i++) await first.advance()
     const saved = first.checkpoint()
     await first.close()
     const resumed = new LyapunovRun(params, { step: saved.step, state: Buffer.from(saved.state) }, { threads: () => after })
     try {
+      await resumed.startThreads()
       t.equal(resumed.fraction, first.fraction, `${before} → ${after} threads after ${units} units: same progress`)
       await runToEnd(resumed)
       t.equal(bits(resumed), bits(reference), `${before} → ${after} threads after ${units} units: same bits`)
@@ -54,6 +57,7 @@ t.test('the share may change between units without changing the bits', async (t)
   let unit = 0
   const run = new LyapunovRun(params, undefined, { threads: () => [3, 1, 2, 4, 1][unit++ % 5] })
   try {
+    await run.startThreads(4)
     await runToEnd(run)
     t.equal(bits(run), bits(reference), 'threads 3, 1, 2, 4, 1, … per unit: same bits')
     t.equal(run.result().threads, 4, 'the most threads one unit used is reported')
@@ -64,6 +68,7 @@ t.test('the share may change between units without changing the bits', async (t)
 
 t.test('close() ends the compute threads', async (t) => {
   const run = new LyapunovRun({ n: 64, steps: 5, seed: 1 }, undefined, { threads: () => 2 })
+  await run.startThreads()
   await run.advance()
   const pool = (run as unknown as { pool: { threads: Array<{ worker: { threadId: number } }> } }).pool
   t.equal(pool.threads.length, 1, 'one pool thread besides the run\'s own')

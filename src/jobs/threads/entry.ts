@@ -12,6 +12,8 @@ if (port) {
   port.on('message', (msg: ThreadRequest) => {
     if (msg.kind === 'init') {
       kernel = new ProductKernel({ n: msg.n, m: new Float64Array(msg.m), c: [new Float64Array(msg.c0), new Float64Array(msg.c1)] })
+      const ready: ThreadReply = { ready: true }
+      port.postMessage(ready)
       return
     }
     let reply: ThreadReply

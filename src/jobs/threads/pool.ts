@@ -14,7 +14,7 @@ export type ThreadRequest =
   | { kind: 'init', n: number, m: SharedArrayBuffer, c0: SharedArrayBuffer, c1: SharedArrayBuffer }
   | { kind: 'group', id: number, k: number, src: 0 | 1, col0: number, width: number }
 
-export type ThreadReply = { id: number, norm: number } | { id: number, error: string }
+export type ThreadReply = { ready: true } | { id: number, norm: number } | { id: number, error: string }
 
 /**
  * Where the thread entry is: next to this module (dist/, .js), or its source when run from src/ under a TypeScript
@@ -46,6 +46,8 @@ class ComputeThread {
   private readonly pending = new Map<number, Pending>()
   private nextId = 1
   private failed: Error | null = null
+  /** Set once the thread has loaded mathjs and its views on the buffers: until then it is not given work. */
+  ready = false
 
   constructor (shared: SharedBuffers) {
     this.worker = new Worker(entryUrl(), { stdout: false, stderr: false })
@@ -58,6 +60,10 @@ class ComputeThread {
     this.worker.on('error', fail)
     this.worker.on('exit', (code) => fail(new Error(`compute thread exited (code ${code})`)))
     this.worker.on('message', (reply: ThreadReply) => {
+      if ('ready' in reply) {
+        this.ready = true
+        return
+      }
       const p = this.pending.get(reply.id)
       if (!p) return
       this.pending.delete(reply.id)
@@ -95,7 +101,14 @@ export class ProductPool {
     while (this.threads.length > count) this.threads.pop()?.worker.terminate().catch(() => {})
   }
 
-  /** Group computed by pool thread `index`. */
+  /** Pool threads that have started and can take a group now (a thread still starting does not hold up a unit). */
+  ready (): number {
+    let count = 0
+    while (count < this.threads.length && this.threads[count].ready) count++
+    return count
+  }
+
+  /** Group computed by pool thread `index` (< ready()). */
   group (index: number, k: number, src: 0 | 1, col0: number, width: number): Promise<number> {
     return this.threads[index].group(k, src, col0, width)
   }
