@@ -29,7 +29,7 @@ const threadsOf = (pid: number): number => Number(/^Threads:\s+(\d+)/m.exec(read
 t.test('a lone job uses every core: its result reports them, with the bits of a one-thread run', async (t) => {
   const cores = coreCount()
   const { store, submit } = setup(t)
-  const params = { n: 130, steps: 3, seed: 8 }
+  const params = { n: 130, steps: 600, seed: 8 } // long enough for the pool thread to start (it takes no group before)
   const id = submit(params)
   const done = await waitFor(() => { const r = store.get(id); return r?.status === 'done' && r }, 200_000, 'done')
   const result = JSON.parse(done.result!)
