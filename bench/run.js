@@ -16,10 +16,11 @@ export const BENCHES = [
     name: 'compute',
     limit: 300,
     title: 'Compute: the job\'s matrix product',
-    method: `One step of a job is C' = M_k·C with n×n Gaussian matrices. The job keeps C as 32-column panels and
-calls \`math.multiply(M_k, panel)\` on mathjs DenseMatrix objects of datatype 'number' (src/jobs/lyapunov.ts). The
-bench times exactly those calls, and separately a whole \`LyapunovRun\` step (which adds the Gaussian generator and
-the normalization), next to stock \`math.multiply\` of the full matrices on nested arrays and on
+    method: `One step of a job is C' = M_k·C with n×n Gaussian matrices. The job computes it 32 columns at a time with
+\`math.multiply(block, column)\` on 32-row blocks of M_k and columns of C, mathjs DenseMatrix objects of datatype
+'number' (src/jobs/threads/product.ts). The bench times exactly that product, a whole \`LyapunovRun\` step on 1 and
+on 2 compute threads (which adds drawing M_k, the norms and the normalization), the previous layout's 32-column
+panel product \`math.multiply(M_k, panel)\`, next to stock \`math.multiply\` of the full matrices on nested arrays and on
 \`math.matrix(…, 'dense', 'number')\`, and a plain Float64Array i-k-j loop. GF/s = 2n³ / time. Every figure is given
 by CPU time of the bench process and by wall clock: on a shared machine the wall figure counts time spent waiting for
 a core. The load average is printed with the run, and the two vCPUs share caches with whatever else runs, so even the
@@ -149,6 +150,62 @@ OpenBLAS at about 71 GF/s per core (measured separately), is 70× above the math
 call per multiply and per add cannot use the AVX-512 units this CPU has.
 `
 
+/** Profile findings for the compute bench (measured separately with --cpu-prof; see src/jobs/threads/product.ts). */
+const COMPUTE_PROFILE = `## Compute: where a whole step's time went, and the layout that fixed it
+
+Profiles (\`node --cpu-prof\`, self time per function read from the .cpuprofile) of whole single-thread LyapunovRun steps
+at n = 1000 on this shared machine; the load average is given with each figure, CPU-time GF/s are used because wall
+time on a machine at load 7–20 measures the queue for a core, not the code.
+
+**Before (32-column panels, \`math.multiply(M_k, panel)\`, \`math.norm\`, \`math.divide\`), 3 steps + C_0, load 7.4:**
+the panel product took 79 % of the samples (10.5 s of 13.2 s), garbage collection 8 %, the mathjs element-wise
+functions behind \`math.norm(…, 'fro')\` and \`math.divide\` (typed-function dispatch per element) about 6 %, drawing
+M_k 3 %. The product itself was the loss: in the job it ran at about 3.5 s a step against about 2 s for the same
+products in a fresh process, i.e. the "a third slower after the first step" noted above. Each panel is 1000
+separate 32-element row arrays, re-allocated every step by \`multiply\` (rows grown element by element) and again by
+\`divide\`; after a few collections these rows lie scattered in the heap, and mathjs walks a panel column-wise,
+chasing one row pointer per multiply-add. The isolated benchmark built its panels in one go, contiguously. Whole
+steps measured 0.93, 0.65, 0.62 CPU GF/s against 1.24 for the panel product in the same window (load 14): **0.50–0.75
+of the kernel**.
+
+**After** (src/jobs/threads/product.ts): M_k is drawn straight into one row-major buffer and copied once per step
+into plain row arrays that mathjs sees as 32-row blocks (built once per run); C is a column-major buffer, and
+\`math.multiply(block, column)\` runs mathjs's matrix-vector loop, which walks a row of M and a column of C both with
+unit stride: no pointer chasing, and nothing is re-allocated per step except the 32-number result of each call.
+The norms (squares added row by row within each 32-column group, as \`math.norm(…, 'fro')\` does) and the
+normalization (\`x / g\`, as \`math.divide\` does) are O(n²) loops in place. Every entry of C' is still mathjs's sum
+M[i][0]·C[0][j] + … in the same order, so **results are bit-identical to the panel version** (test/jobs/lyapunov.test.ts
+checks five recorded (n, steps, seed) results and mid-step checkpoints; checkpoints keep their layout, so old ones
+resume). Profile after, 2 steps at n = 1000, load 21: the matrix-vector loop 67 % of samples, mathjs's per-call
+dispatch (about 31 000 calls a step) ~7 %, copying columns and the norms 3 %, GC 3 %, drawing M_k 3 %.
+
+| figure, n = 1000, 1 thread, CPU GF/s | before | after | load |
+|---|---|---|---|
+| whole step ÷ its own product | 0.50–0.75 | 0.94–1.0 (steps 1.49, 1.74, 1.86 vs product 1.85) | 14.3 |
+| same, from \`node bench/compute.js --child …\` | — | 1.09 (step 1.76, product 1.61) | 17.7 |
+| whole step ÷ stock \`math.multiply\` (dense number) | 2.2 (issue) | 5.3 (1.76 vs 0.33) | 17.7 |
+| product ÷ previous panel product | 1 | 1.66 (1.61 vs 0.97) | 17.7 |
+| whole step on 2 threads, CPU GF/s per CPU-second | — | 1.52 (0.86 of one thread's) | 17.7 |
+| n = 2000: whole step ÷ its own product | — | 1.07 (step 1.50, product 1.40) | 20.8–24.7 |
+
+Row blocks of 8, 16, 32, 64 and 1000 rows measured within the run-to-run spread of each other at load 9 (1.1–1.9
+CPU GF/s each); 32 stays. The two-thread wall-clock speed-up (target ≥ 1.7×) could not be measured honestly: at
+load 16–21 on 2 cores a process gets a fraction of a core whatever it asks for. By CPU time the second thread costs
+about 14 % (the per-unit hand-off and the main thread drawing M_k alone at the start of each step); on an idle
+2-core machine that predicts about 1.7× by wall clock.
+
+**Worker start (not changed yet).** A V8 startup snapshot works on Node 20 for the mathjs part: a CommonJS entry
+that reads \`mathjs/lib/browser/math.js\`, evaluates it with \`new Function('module', 'exports', source)\`, calls
+\`math.multiply\` on 'number' matrices and vectors 50 times and keeps \`math\` on \`globalThis\` builds with
+\`node --snapshot-blob x.blob --build-snapshot entry.cjs\` (6.4 MB blob), and a process started from it multiplies at
+once. CPU from start to a first mathjs product, 5 runs each, interleaved, load 21.6: empty script 119–135 ms,
+snapshot 208–221 ms, \`require\` of the bundle + first product 309–348 ms, so the snapshot saves about 120 ms of the
+~200 ms mathjs costs a worker (load + lazy typed-function set-up). Not landed: the worker's own ES modules (store,
+log, pino) would have to be bundled into that CommonJS entry (no bundler in the dependencies), better-sqlite3 loaded
+with \`createRequire\` after deserialization, and the scheduler would need to build the blob per Node version and
+fall back to a plain fork when it is missing or stale.
+`
+
 function readResult (name) {
   const file = join(RESULTS_DIR, `${name}.json`)
   if (!existsSync(file)) return null
@@ -224,7 +281,7 @@ function writeDoc () {
     }
     for (const r of result.rows) out.push(`| ${bench.name} | ${cell(r.metric)} | ${cell(r.target)} | ${cell(r.measured)} | ${verdict(r.pass)} |`)
   }
-  out.push('', FINDINGS)
+  out.push('', FINDINGS, COMPUTE_PROFILE)
   for (const { bench, result } of results) {
     out.push(`## ${bench.title}`, '')
     out.push(bench.method.replaceAll('\n', ' '), '')

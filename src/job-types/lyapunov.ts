@@ -26,12 +26,13 @@ export default defineJobType<LyapunovParams>({
   steps: (params) => params.steps,
   // Compute time and speed differ from run to run; every other field is bit-identical after any resume.
   measurements: ['elapsedMs', 'gflops'],
-  create (params, checkpoint) {
+  create (params, checkpoint, ctx) {
     // The run reads its checkpoint as bytes; a Buffer view of the same memory, no copy.
     const from = checkpoint && {
       step: checkpoint.step,
       state: Buffer.from(checkpoint.state.buffer, checkpoint.state.byteOffset, checkpoint.state.byteLength)
     }
-    return new LyapunovRun(params, from)
+    // The product of a step is split over ctx.threads() compute threads; the bits do not depend on how many.
+    return new LyapunovRun(params, from, { threads: ctx.threads })
   }
 })

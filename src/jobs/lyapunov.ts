@@ -1,5 +1,7 @@
 import type { Matrix } from 'mathjs'
-import { DenseMatrix, math } from './math.js'
+import { DenseMatrix } from './math.js'
+import { MAX_THREADS, ProductPool, type SharedBuffers } from './threads/pool.js'
+import { PANEL_WIDTH, type ProductBuffers, ProductKernel } from './threads/product.js'
 
 /** Parameters of the built-in job: n×n Gaussian matrices, `steps` products, PRNG seed. */
 export interface LyapunovParams {
@@ -23,11 +25,11 @@ export type LyapunovResult = {
   elapsedMs: number
   /** 2·n³·steps / elapsed, in GFLOP/s. */
   gflops: number
+  /** Most compute threads one unit of work used (1 = the worker's own thread only). */
+  threads: number
 }
 
-/** Columns per panel. The product is computed panel by panel so that the right-hand factor mathjs walks
- * down column-wise stays in cache (32 columns × n rows); see docs/benchmarks.md for the measured choice. */
-export const PANEL_WIDTH = 32
+export { PANEL_WIDTH }
 
 // ---------------------------------------------------------------------------------------------------------
 // Seeded normal numbers
@@ -82,16 +84,27 @@ function normals (seed: number, k: number): () => number {
   }
 }
 
-/** Fills `out` with the numbers of stream (seed, k), in order. */
+/**
+ * Fills `out` with the numbers of stream (seed, k), in order: the same numbers as `normals(seed, k)` called
+ * out.length times, with the generator's state in local variables (no call per number), since drawing M_k is
+ * on the critical path of every step.
+ */
 export function fillGaussian (out: Float64Array | number[], seed: number, k: number): void {
-  const normal = normals(seed, k)
-  for (let i = 0; i < out.length; i++) out[i] = normal()
+  const next = streamFor(seed, k)
+  const len = out.length
+  let i = 0
+  while (i < len) {
+    const u1 = ((next() >>> 5) * 67108864 + (next() >>> 6) + 1) / 9007199254740992
+    const u2 = ((next() >>> 5) * 67108864 + (next() >>> 6)) / 9007199254740992
+    const r = Math.sqrt(-2 * Math.log(u1))
+    out[i++] = r * Math.cos(2 * Math.PI * u2)
+    if (i < len) out[i++] = r * Math.sin(2 * Math.PI * u2)
+  }
 }
 
 /**
- * M_k as a mathjs dense matrix of datatype 'number' (so mathjs uses its plain-number kernels), row by row from
- * the stream. Built with the `{ data, size, datatype }` form, which mathjs takes as it is: `math.matrix(rows)`
- * would copy all n² numbers once more.
+ * M_k as a mathjs dense matrix of datatype 'number', row by row from the stream (for measurements: a run draws
+ * M_k straight into its shared buffer instead).
  */
 export function gaussianMatrix (n: number, seed: number, k: number): Matrix {
   const normal = normals(seed, k)
@@ -136,12 +149,29 @@ export interface Checkpoint {
   state: Buffer
 }
 
+/** Options of a run. */
+export interface RunOptions {
+  /**
+   * Compute threads the run may use for its next unit (≥ 1; read before every unit, so the share may change
+   * between units). Default: NONSTOP_THREADS if set, else 1. The bits of the result do not depend on it.
+   */
+  threads?: () => number
+}
+
+/** The default thread count: NONSTOP_THREADS (an integer ≥ 1), else 1. */
+export function threadsFromEnv (env: NodeJS.ProcessEnv = process.env): number {
+  const v = Number(env.NONSTOP_THREADS)
+  return Number.isInteger(v) && v >= 1 ? Math.min(v, MAX_THREADS) : 1
+}
+
 /**
- * The product of random matrices, advanced one panel at a time.
+ * The product of random matrices, advanced a few column groups at a time.
  *
- * C is kept as column panels (n × PANEL_WIDTH mathjs matrices). Step k computes C' = M_k·C panel by panel
- * with `math.multiply(M_k, panel)`: mathjs walks each row of M_k left to right and a panel that fits in
- * cache top to bottom, which is what makes it several times faster than one big `math.multiply`.
+ * State lives in shared buffers: M_k row-major (drawn straight into it), C and C' column-major, alternating
+ * roles every step. A unit of work computes PANEL_WIDTH columns of C' = M_k·C per thread with mathjs
+ * (ProductKernel), the main thread doing one group and each pool thread another; the step ends by dividing C'
+ * in place by its norm. Whatever the thread count, each column is computed by the same mathjs calls and the
+ * squared norms of the groups are added in group order, so the bits are the same.
  */
 export class LyapunovRun {
   readonly n: number
@@ -151,21 +181,36 @@ export class LyapunovRun {
   step = 0
   private logSum = 0
   private computeMs = 0
-  private panels: Matrix[] = []
-  // Within a step: M_k, the panels of C' computed so far and their squared norms.
-  private m: Matrix | null = null
-  private next: Matrix[] = []
+  private readonly shared: SharedBuffers
+  private readonly buffers: ProductBuffers
+  private readonly kernel: ProductKernel
+  /** Which of the two C buffers holds C (the other receives C'). */
+  private src: 0 | 1 = 0
+  /** Which matrix M holds now (-1: none). */
+  private mOf = -1
+  // Within a step: squared norms of the groups of C' computed so far, in group order.
   private nextSq: number[] = []
+  private pool: ProductPool | null = null
+  private readonly threadsWanted: () => number
+  /** Most threads one unit of this run has used. */
+  threadsUsed = 1
 
-  constructor (params: LyapunovParams, from?: Checkpoint) {
+  constructor (params: LyapunovParams, from?: Checkpoint, options: RunOptions = {}) {
     this.n = params.n
     this.steps = params.steps
     this.seed = params.seed
+    const n = this.n
+    const sab = (): SharedArrayBuffer => new SharedArrayBuffer(8 * n * n)
+    this.shared = { n, m: sab(), c0: sab(), c1: sab() }
+    this.buffers = { n, m: new Float64Array(this.shared.m), c: [new Float64Array(this.shared.c0), new Float64Array(this.shared.c1)] }
+    this.kernel = new ProductKernel(this.buffers)
+    const env = threadsFromEnv()
+    this.threadsWanted = options.threads ?? (() => env)
     if (from) this.restore(from)
     else this.start()
   }
 
-  /** Number of panels C is split into. */
+  /** Number of column groups (units of one thread) in a step. */
   get panelCount (): number {
     return Math.ceil(this.n / PANEL_WIDTH)
   }
@@ -175,80 +220,131 @@ export class LyapunovRun {
     return this.step >= this.steps
   }
 
-  /** Fraction of the whole run done, 0..1, counting panels within the current step. */
+  /** Fraction of the whole run done, 0..1, counting groups within the current step. */
   get fraction (): number {
-    return Math.min(1, (this.step + this.next.length / this.panelCount) / this.steps)
+    return Math.min(1, (this.step + this.nextSq.length / this.panelCount) / this.steps)
   }
 
-  /** C_0 = M_0 / ‖M_0‖_F. */
+  /** C_0 = M_0 / ‖M_0‖_F, with the norm added up as math.norm(M_0, 'fro') does (row by row) and the same division. */
   private start (): void {
     const t = performance.now()
-    const m0 = gaussianMatrix(this.n, this.seed, 0)
-    const norm = math.norm(m0, 'fro') as number
-    this.panels = this.split(math.divide(m0, norm) as Matrix)
+    const { n, m } = this.buffers
+    this.drawM(0)
+    let fro = 0
+    for (let i = 0; i < m.length; i++) fro += m[i] * m[i]
+    const norm = Math.sqrt(fro)
+    const c = this.buffers.c[0]
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) c[j * n + i] = m[i * n + j] / norm
     this.computeMs += performance.now() - t
   }
 
-  private split (m: Matrix): Matrix[] {
-    const panels: Matrix[] = []
-    const rows = m.valueOf() as number[][]
-    for (let p = 0; p < this.n; p += PANEL_WIDTH) {
-      const w = Math.min(PANEL_WIDTH, this.n - p)
-      panels.push(math.matrix(rows.map((r) => r.slice(p, p + w)), 'dense', 'number'))
-    }
-    return panels
+  private drawM (k: number): void {
+    if (this.mOf === k) return
+    fillGaussian(this.buffers.m, this.seed, k)
+    this.mOf = k
   }
 
   /**
-   * Does one unit of work: one panel of the current product, or the normalization that ends a step.
-   * Each unit is at most a few hundred milliseconds even at n = 2000.
+   * Does one unit of work: one group of PANEL_WIDTH columns of the current product per thread, and the
+   * normalization when that ends the step. Returns a Promise only when pool threads took part.
    */
-  advance (): void {
+  advance (): void | Promise<void> {
     if (this.finished) return
     const t = performance.now()
-    if (this.m === null) this.m = gaussianMatrix(this.n, this.seed, this.step + 1)
-    const p = this.next.length
-    const product = math.multiply(this.m, this.panels[p]) as Matrix
-    this.next.push(product)
-    const norm = math.norm(product, 'fro') as number
-    this.nextSq.push(norm * norm)
-    if (this.next.length === this.panelCount) {
+    this.drawM(this.step + 1)
+    const first = this.nextSq.length
+    const wanted = Math.min(this.panelCount - first, Math.max(1, Math.min(MAX_THREADS, Math.floor(this.threadsWanted()) || 1)))
+    if (wanted > 1) {
+      this.pool ??= new ProductPool(this.shared)
+      // Grow only: a thread left idle by a smaller share costs nothing and is ready when the share grows back.
+      if (this.pool.size < wanted - 1) this.pool.resize(wanted - 1)
+    }
+    // Threads still starting (loading mathjs) take no group yet: this unit runs on those ready.
+    const groups = wanted > 1 && this.pool ? 1 + Math.min(wanted - 1, this.pool.ready()) : 1
+    if (groups === 1 || !this.pool) {
+      const norm = this.kernel.group(this.step + 1, this.src, first * PANEL_WIDTH, this.widthOf(first))
+      this.unitDone([norm], t)
+      return
+    }
+    const pool = this.pool
+    const others: Array<Promise<number>> = []
+    for (let g = 1; g < groups; g++) others.push(pool.group(g - 1, this.step + 1, this.src, (first + g) * PANEL_WIDTH, this.widthOf(first + g)))
+    let mine: number
+    try {
+      mine = this.kernel.group(this.step + 1, this.src, first * PANEL_WIDTH, this.widthOf(first))
+    } catch (err) {
+      others.forEach((p) => { p.catch(() => {}) })
+      throw err
+    }
+    return Promise.all(others).then((norms) => {
+      if (groups > this.threadsUsed) this.threadsUsed = groups
+      this.unitDone([mine, ...norms], t)
+    })
+  }
+
+  private widthOf (group: number): number {
+    return Math.min(PANEL_WIDTH, this.n - group * PANEL_WIDTH)
+  }
+
+  private unitDone (norms: number[], t: number): void {
+    for (const norm of norms) this.nextSq.push(norm * norm)
+    if (this.nextSq.length === this.panelCount) {
       let sq = 0
       for (const s of this.nextSq) sq += s
       const g = Math.sqrt(sq)
       this.logSum += Math.log(g)
-      this.panels = this.next.map((panel) => math.divide(panel, g) as Matrix)
-      this.next = []
+      // In place, the same division math.divide(C', g) does element by element.
+      const next = this.buffers.c[1 - this.src]
+      for (let i = 0; i < next.length; i++) next[i] = next[i] / g
+      this.src = this.src === 0 ? 1 : 0
       this.nextSq = []
-      this.m = null
       this.step++
     }
     this.computeMs += performance.now() - t
   }
 
   /**
-   * The state now, between any two units of work. Mid-step it also holds the panels of C' already computed
-   * (and their squared norms), so a resumed run redoes at most one unit, not a whole step: at n = 2000 a step
-   * is tens of seconds. M_k is not saved: it is regenerated from (seed, k).
+   * Starts `count` compute threads (default: what `threads()` asks for now) and resolves once they can take work.
+   * Optional: advance() starts them too, and uses them from the first unit after they are up.
+   */
+  async startThreads (count = Math.floor(this.threadsWanted())): Promise<void> {
+    const wanted = Math.min(MAX_THREADS, Math.max(1, count || 1))
+    if (wanted < 2) return
+    this.pool ??= new ProductPool(this.shared)
+    if (this.pool.size < wanted - 1) this.pool.resize(wanted - 1)
+    const until = Date.now() + 120_000
+    while (this.pool.ready() < wanted - 1) {
+      if (Date.now() > until) throw new Error(`compute threads did not start within 120 s (${this.pool.ready()} of ${wanted - 1})`)
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+  }
+
+  /** Ends the run's compute threads (if any). The run can still advance afterwards, on fewer threads. */
+  async close (): Promise<void> {
+    const pool = this.pool
+    this.pool = null
+    await pool?.close()
+  }
+
+  /**
+   * The state now, between any two units of work. Mid-step it also holds the columns of C' already computed
+   * (and the squared norms of their groups), so a resumed run redoes at most one unit, not a whole step: at
+   * n = 2000 a step is tens of seconds. M_k is not saved: it is regenerated from (seed, k).
    *
-   * Layout (float64): Σ ln g, compute ms, panels of C' done (J), J squared norms, C column by column,
-   * then the J panels of C' column by column.
+   * Layout (float64): Σ ln g, compute ms, groups of C' done (J), J squared norms, C column by column,
+   * then the first J·PANEL_WIDTH columns of C' column by column.
    */
   checkpoint (): Checkpoint {
     const n = this.n
-    const done = this.next.length
+    const done = this.nextSq.length
     const doneColumns = Math.min(n, done * PANEL_WIDTH)
     const out = new Float64Array(3 + done + n * n + doneColumns * n)
     out[0] = this.logSum
     out[1] = this.computeMs
     out[2] = done
-    let offset = 3
-    for (const sq of this.nextSq) out[offset++] = sq
-    for (const panel of [...this.panels, ...this.next]) {
-      const rows = panel.valueOf() as number[][]
-      const w = rows[0].length
-      for (let j = 0; j < w; j++) for (let i = 0; i < n; i++) out[offset++] = rows[i][j]
-    }
+    out.set(this.nextSq, 3)
+    out.set(this.buffers.c[this.src], 3 + done)
+    out.set(this.buffers.c[1 - this.src].subarray(0, doneColumns * n), 3 + done + n * n)
     return { step: this.step, state: Buffer.from(out.buffer, out.byteOffset, out.byteLength) }
   }
 
@@ -269,36 +365,25 @@ export class LyapunovRun {
     this.computeMs = data[1]
     this.step = from.step
     this.nextSq = Array.from(data.subarray(3, 3 + done))
-    let offset = 3 + done
-    const readPanels = (count: number): Matrix[] => {
-      const panels: Matrix[] = []
-      for (let p = 0; p < count; p++) {
-        const w = Math.min(PANEL_WIDTH, n - p * PANEL_WIDTH)
-        const rows: number[][] = Array.from({ length: n }, () => new Array(w))
-        for (let j = 0; j < w; j++) for (let i = 0; i < n; i++) rows[i][j] = data[offset++]
-        panels.push(math.matrix(rows, 'dense', 'number'))
-      }
-      return panels
-    }
-    this.panels = readPanels(this.panelCount)
-    this.next = readPanels(done)
+    this.src = 0
+    this.buffers.c[0].set(data.subarray(3 + done, 3 + done + n * n))
+    this.buffers.c[1].set(data.subarray(3 + done + n * n))
   }
 
   /** The answer; only once finished. */
   result (): LyapunovResult {
     if (!this.finished) throw new Error('the run is not finished')
+    const c = this.buffers.c[this.src]
     let trace = 0
-    for (let i = 0; i < this.n; i++) {
-      const panel = this.panels[Math.floor(i / PANEL_WIDTH)]
-      trace += panel.get([i, i % PANEL_WIDTH]) as number
-    }
+    for (let i = 0; i < this.n; i++) trace += c[i * this.n + i]
     const seconds = this.computeMs / 1000
     return {
       lyapunov: this.logSum / this.steps,
       theory: theoreticalExponent(this.n),
       trace,
       elapsedMs: Math.round(this.computeMs),
-      gflops: seconds > 0 ? (2 * this.n ** 3 * this.steps) / seconds / 1e9 : 0
+      gflops: seconds > 0 ? (2 * this.n ** 3 * this.steps) / seconds / 1e9 : 0,
+      threads: this.threadsUsed
     }
   }
 }

@@ -108,5 +108,7 @@ export const WORKER_ENV = {
   checkpointMs: 'NONSTOP_CHECKPOINT_MS',
   nice: 'NONSTOP_WORKER_NICE',
   /** JSON map: user job type name → module path (the server's JOB_TYPES_DIR, as loaded at its start). */
-  jobTypeModules: 'NONSTOP_JOB_TYPE_MODULES'
+  jobTypeModules: 'NONSTOP_JOB_TYPE_MODULES',
+  /** Forces a job's compute threads (an integer ≥ 1) instead of its share of the cores; for measurements. */
+  threads: 'NONSTOP_THREADS'
 } as const

@@ -22,6 +22,7 @@ import { importJobType, parseUserModules } from '../job-types/resolve.js'
 import { createMatrixStore } from '../matrices/store.js'
 import { processStartTime } from '../process-identity.js'
 import type { Checkpoint, JobRun } from './contract.js'
+import { coreCount, threadShare } from './cores.js'
 import { createJobContext, createResultContext } from './job-context.js'
 import { LyapunovRun } from './lyapunov.js'
 import { resultToJson } from './result-json.js'
@@ -127,6 +128,13 @@ async function runJob (row: JobRow): Promise<Ending> {
     return 'stopped'
   }
 
+  // Compute threads: NONSTOP_THREADS if forced, else this job's share of the cores among the running jobs,
+  // re-read from the database with every heartbeat (src/jobs/cores.ts).
+  const forced = Number(env[WORKER_ENV.threads])
+  const cores = coreCount()
+  const shareNow = (): number => Number.isInteger(forced) && forced >= 1 ? forced : threadShare(id, store.running().map((r) => r.id), cores)
+  let threads = shareNow()
+
   let run: JobRun
   const checkpoint = store.loadCheckpoint(id)
   // Any failure here is the job's own (its module, its params, its checkpoint): it fails for good rather than
@@ -135,7 +143,7 @@ async function runJob (row: JobRow): Promise<Ending> {
   try {
     const definition = await importJobType(row.type, parseUserModules(env[WORKER_ENV.jobTypeModules]))
     stage = checkpoint ? `cannot restore the checkpoint of step ${checkpoint.step}` : 'cannot start'
-    run = await definition.create(JSON.parse(row.params), checkpoint, createJobContext(jobLog, matrices))
+    run = await definition.create(JSON.parse(row.params), checkpoint, createJobContext(jobLog, matrices, () => threads))
   } catch (err) {
     const message = `${stage}: ${coerceError(err).message}`
     jobLog.error({ err, event: 'failed', reason: message }, 'job failed')
@@ -180,6 +188,7 @@ async function runJob (row: JobRow): Promise<Ending> {
       } else if (now - lastBeat >= heartbeatMs) {
         written = store.beat(attempt, { step: run.step, progress: progressOf() })
         lastBeat = now
+        threads = shareNow()
       }
       if (written && !written.ok) return lost()
       if (written?.value) return stop(written.value)

@@ -118,3 +118,21 @@ t.test('a checkpoint that does not fit the parameters is refused', async (t) => 
   t.throws(() => new LyapunovRun({ n: 11, steps: 3, seed: 1 }, cp), /expected/, 'size mismatch')
   t.throws(() => new LyapunovRun({ n: 10, steps: 3, seed: 1 }, { step: 4, state: cp.state }), /outside/, 'step out of range')
 })
+
+t.test('results are bit-identical to the panel-by-panel implementation this layout replaced', async (t) => {
+  // Recorded with the previous LyapunovRun (math.multiply(M_k, 32-column panel), math.norm, math.divide):
+  // the column layout must not change a single bit of any result.
+  const recorded: Array<[number, number, number, number, number]> = [
+    [70, 12, 99, 2.126614157442543, -0.151264292991262],
+    [100, 3, 12, 2.309084670044082, 0.08945376887348484],
+    [45, 9, 5, 1.918438232201411, -0.061929513153471824],
+    [300, 2, 7, 2.8476916319863657, -0.0035984553817611188],
+    [1, 3, 4, -1.913701529811554, -1]
+  ]
+  for (const [n, steps, seed, lyapunov, trace] of recorded) {
+    const run = new LyapunovRun({ n, steps, seed })
+    runToEnd(run)
+    t.ok(Object.is(run.result().lyapunov, lyapunov), `n=${n} steps=${steps} seed=${seed}: lyapunov ${run.result().lyapunov}`)
+    t.ok(Object.is(run.result().trace, trace), `n=${n} steps=${steps} seed=${seed}: trace ${run.result().trace}`)
+  }
+})
