@@ -12,6 +12,9 @@ CREATE TABLE matrices (
   bytes       INTEGER NOT NULL CHECK (bytes = rows * cols * 8),
   created_at  INTEGER NOT NULL,                              -- epoch ms
   job_id      INTEGER REFERENCES jobs (id) ON DELETE CASCADE, -- the job whose result this is, NULL for uploads
+  -- The top-left corner, at most 32×32, float64 LE row-major: a preview reads this, never the whole matrix (SQLite
+  -- loads a blob whole to take even a few bytes of it).
+  corner      BLOB    NOT NULL,
   data        BLOB    NOT NULL CHECK (length(data) = bytes)
 );
 

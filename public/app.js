@@ -540,7 +540,18 @@ function renderDetail () {
     ['priority', String(job.priority)],
     ['timeout', job.timeoutSeconds === null ? 'none' : `${job.timeoutSeconds} s`]
   ]))
-  if (job.result) {
+  if (job.result && job.type !== 'lyapunov') {
+    // Any other type: its result fields as they are, and a result matrix with its downloads.
+    const r = job.result
+    parts.push(section('Result', Object.entries(r).map(([key, value]) => [key,
+      key === 'elapsedMs' ? duration(value) : typeof value === 'number' ? fmt(value, 8) : typeof value === 'object' ? JSON.stringify(value) : String(value)])))
+    if (Number.isSafeInteger(r.matrix)) {
+      const links = ['json', 'csv', 'mtx', 'npy'].map((format) =>
+        el('a', { href: `/api/matrices/${r.matrix}/data?format=${format}`, download: '', text: format }))
+      parts.push(el('section', { class: 'detail-section result-matrix' }, el('h3', { text: `Result matrix ${r.matrix}` }),
+        el('p', {}, 'download: ', ...links.flatMap((a, i) => (i ? [' · ', a] : [a])))))
+    }
+  } else if (job.result) {
     const r = job.result
     const relErr = typeof r.lyapunov === 'number' && typeof r.theory === 'number' && r.theory !== 0
       ? `${(Math.abs(r.lyapunov - r.theory) / Math.abs(r.theory) * 100).toPrecision(3)} %`

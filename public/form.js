@@ -33,7 +33,13 @@ function fieldFor (key, prop, required) {
   const hint = hintParts.length ? el('small', { id: `${id}-hint`, text: hintParts.join('; ') }) : null
   const common = { id, name: key, 'data-param': key, 'aria-describedby': hint ? `${id}-hint` : undefined }
   let input
-  if (Array.isArray(prop.enum)) {
+  if (prop['x-matrix-id'] === true) {
+    // One stored matrix: a picker of those stored now (GET /api/matrices), filled when the type is shown.
+    input = el('select', { ...common, required, 'data-kind': 'number', 'data-matrix-picker': '' }, el('option', { value: '', text: 'loading the stored matrices…' }))
+  } else if (prop.type === 'array' && prop.items?.['x-matrix-id'] === true) {
+    // Several, in order (a chain product): ids separated by commas, with the stored ones listed in the hint.
+    input = el('input', { ...common, type: 'text', required, autocomplete: 'off', placeholder: 'e.g. 1, 2, 1', 'data-kind': 'id-list', 'data-matrix-list': '' })
+  } else if (Array.isArray(prop.enum)) {
     input = el('select', { ...common, 'data-kind': 'enum' }, ...prop.enum.map((v) => el('option', { value: String(v), text: String(v) })))
     if (prop.default !== undefined) input.value = String(prop.default)
   } else if (prop.type === 'boolean') {
@@ -67,6 +73,28 @@ function showType (form, name) {
   const schema = type?.params ?? {}
   const required = new Set(schema.required ?? [])
   container.replaceChildren(...Object.entries(schema.properties ?? {}).map(([key, prop]) => fieldFor(key, prop, required.has(key))))
+  if (container.querySelector('[data-matrix-picker], [data-matrix-list]')) fillMatrixPickers(container)
+}
+
+/** Fills the matrix pickers of the shown fields from the stored matrices (the newest 200). */
+async function fillMatrixPickers (container) {
+  let matrices = []
+  try {
+    const res = await fetch('/api/matrices?limit=200', { headers: { accept: 'application/json' } })
+    if (res.ok) matrices = (await res.json()).matrices ?? []
+  } catch {
+    // Left empty: the picker says so.
+  }
+  const label = (m) => `${m.id}: ${m.name} (${m.rows}×${m.cols})`
+  for (const select of container.querySelectorAll('[data-matrix-picker]')) {
+    select.replaceChildren(
+      el('option', { value: '', text: matrices.length ? 'choose a stored matrix' : 'no stored matrix yet: upload one under Matrices' }),
+      ...matrices.map((m) => el('option', { value: String(m.id), text: label(m) })))
+  }
+  for (const input of container.querySelectorAll('[data-matrix-list]')) {
+    const hint = container.querySelector(`#${input.id}-hint`) ?? input.parentElement.appendChild(el('small', { id: `${input.id}-hint` }))
+    hint.textContent = matrices.length ? `stored: ${matrices.map(label).join(', ')}` : 'no stored matrix yet: upload them under Matrices'
+  }
 }
 
 /** Fetches the job types and fills the selector; the form keeps working (as lyapunov) if this fails. */
@@ -112,6 +140,9 @@ export function readJobForm (form) {
     if (kind === 'number') {
       const value = Number(raw.trim())
       params[key] = Number.isFinite(value) ? value : raw
+    } else if (kind === 'id-list') {
+      // "1, 2, 1" → [1, 2, 1]; anything that is not a number goes as typed, so the API's message names it.
+      params[key] = raw.split(/[\s,;]+/).filter(Boolean).map((part) => Number.isFinite(Number(part)) ? Number(part) : part)
     } else {
       params[key] = raw
     }

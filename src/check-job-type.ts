@@ -67,6 +67,7 @@ async function runTask (task: Task): Promise<Report> {
     // this process, where the first one stored is always id 1, so two runs' results compare bit for bit.
     const scratch = new Database(':memory:')
     migrate(scratch)
+    scratch.pragma('foreign_keys = OFF') // result matrices belong to no job row here
     const inputs = createMatrixStore(process.env.DB_PATH ? openDb(process.env.DB_PATH) : scratch)
     const run = await definition.create(task.params, task.checkpoint ?? undefined, createJobContext(quiet, inputs))
     let fraction = run.fraction

@@ -49,6 +49,8 @@ export interface Config {
   readonly jobTypesDir: string | undefined,
   /** Largest matrix accepted, in bytes of float64 data (rows × cols × 8); larger uploads get 413. */
   readonly maxMatrixBytes: number
+  /** All stored matrices together, in bytes of float64 data; an upload beyond it gets 413. */
+  readonly maxMatrixStorageBytes: number
 }
 
 /** Thrown for an invalid setting; the message names the variable and what it accepts. */
@@ -129,6 +131,7 @@ export function loadConfig (env: Env = process.env, envFile: string | null = '.e
     retentionDays: int(merged, 'RETENTION_DAYS', 30, 0, 36_500),
     allowedHosts: Object.freeze(hostList(merged, 'ALLOWED_HOSTS')),
     jobTypesDir: merged.JOB_TYPES_DIR?.trim() ? resolve(merged.JOB_TYPES_DIR.trim()) : undefined,
-    maxMatrixBytes: int(merged, 'MAX_MATRIX_BYTES', 64 * 1024 * 1024, 8, 8192 * 8192 * 8)
+    maxMatrixBytes: int(merged, 'MAX_MATRIX_BYTES', 64 * 1024 * 1024, 8, 8192 * 8192 * 8),
+    maxMatrixStorageBytes: int(merged, 'MAX_MATRIX_STORAGE_BYTES', 4 * 1024 ** 3, 8, Number.MAX_SAFE_INTEGER)
   })
 }

@@ -14,7 +14,7 @@ import { createSubmitContext, createSubmitValidator, submitDocSchema } from './s
 export interface JobRoutesOptions {
   store: JobStore
   scheduler: Pick<Scheduler, 'wake'>
-  config: Pick<Config, 'maxPending' | 'defaultTimeoutSeconds'>
+  config: Pick<Config, 'maxPending' | 'defaultTimeoutSeconds'> & Partial<Pick<Config, 'maxMatrixBytes'>>
   jobTypes: JobTypeCatalog
   /** Shapes of stored matrices, for the checks of types that take matrix ids. */
   matrices?: Pick<MatrixStore, 'shape'>
@@ -32,7 +32,7 @@ export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (instance, 
   const app = instance.withTypeProvider<TypeBoxTypeProvider>()
   const submitValidator = createSubmitValidator(jobTypes)
   const headersAjv = createAjv({ coerceTypes: true })
-  const submitContext = createSubmitContext(matrices)
+  const submitContext = createSubmitContext(matrices, config.maxMatrixBytes)
 
   app.post('/api/jobs', {
     schema: {

@@ -11,7 +11,7 @@ import { ErrorReply } from './schemas.js'
 /** What the matrix routes need. */
 export interface MatrixRoutesOptions {
   matrices: MatrixStore
-  config: { maxMatrixBytes: number }
+  config: { maxMatrixBytes: number, maxMatrixStorageBytes?: number }
 }
 
 const Format = Type.Unsafe<MatrixFormat>({ type: 'string', enum: [...MATRIX_FORMATS] })
@@ -115,6 +115,17 @@ export const matrixRoutes: FastifyPluginAsync<MatrixRoutesOptions> = async (inst
         }
         throw err
       }
+      // A small file can declare a large matrix (a sparse Matrix Market file is stored dense): the total is capped.
+      const used = matrices.totals().bytes
+      const adding = parsed.rows * parsed.cols * 8
+      const quota = config.maxMatrixStorageBytes ?? Number.POSITIVE_INFINITY
+      if (used + adding > quota) {
+        return reply.code(413).send({
+          statusCode: 413,
+          error: 'Payload Too Large',
+          message: `matrix storage is full: ${used} of ${quota} bytes used (MAX_MATRIX_STORAGE_BYTES), this matrix needs ${adding}; delete matrices or jobs first`
+        })
+      }
       const row = matrices.insert({ ...parsed, name: req.query.name ?? 'matrix' })
       req.log.info({ event: 'matrix-stored', matrixId: row.id, rows: row.rows, cols: row.cols, format }, 'matrix stored')
       return reply.code(201).header('location', `/api/matrices/${row.id}`).send(toMatrixMeta(row))
@@ -170,7 +181,7 @@ export const matrixRoutes: FastifyPluginAsync<MatrixRoutesOptions> = async (inst
   app.get('/api/matrices/:id/preview', {
     schema: {
       summary: 'The top-left corner of a matrix',
-      description: 'At most rows × cols numbers (default 8 × 8, up to 32 × 32), read from the first rows only.',
+      description: 'At most rows × cols numbers (default 8 × 8, up to 32 × 32), from the top-left corner stored with the matrix: the matrix itself is not read.',
       tags: ['matrices'],
       params: IdParams,
       querystring: PreviewQuery,

@@ -7,6 +7,8 @@
  * - Cross-site writes: a POST, PUT, PATCH or DELETE that a browser marks as coming from another site
  *   (`Sec-Fetch-Site` other than same-origin / none) or from another origin (`Origin` not this Host) gets 403.
  *   curl and other programs send neither header and are not affected.
+ * - Cross-site reads: a GET from another site's page (`Sec-Fetch-Site: cross-site` or `same-site`, anything but
+ *   a navigation) gets 403 too, so a foreign page cannot make the server read matrices or hold its stream slots.
  * - A write that has a body must say it is JSON: a form or a text/plain body (what a page can send without a
  *   CORS preflight) gets 415 before anything is parsed. Writes without a body (cancel, retry) need no type. The
  *   one route that takes files (a matrix upload, `config.fileUpload`) is exempt from this rule only.
@@ -47,6 +49,13 @@ export function addOriginChecks (app: FastifyInstance, allowedHosts: readonly st
       req.log.warn({ event: 'foreign-host', host }, 'request for a host name this server does not answer')
       return refuse(reply, 421, 'Misdirected Request',
         `this server does not answer to the host name ${JSON.stringify(host ?? '')}; add it to ALLOWED_HOSTS to allow it`)
+    }
+    // A read another site's page makes (an <img>, a no-cors fetch, an EventSource) could still cost the server
+    // work or hold one of its stream slots: refused too. Following a link to the dashboard (a navigation) is fine.
+    const fetchSite = req.headers['sec-fetch-site']
+    if ((fetchSite === 'cross-site' || fetchSite === 'same-site') && req.headers['sec-fetch-mode'] !== 'navigate') {
+      req.log.warn({ event: 'cross-site', site: fetchSite, method: req.method, url: req.url }, 'cross-site request refused')
+      return refuse(reply, 403, 'Forbidden', 'cross-site requests are not accepted; use this server\'s own page or a non-browser client')
     }
     if (!MUTATING_METHODS.includes(req.method)) return
 

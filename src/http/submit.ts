@@ -18,8 +18,8 @@ type Result = { value: Submission } | { error: ErrorObject[] }
 const fail = (instancePath: string, message: string): Result => ({ error: [{ keyword: 'type', instancePath, schemaPath: '#', params: {}, message }] })
 
 /** What a type's check() may look up at submit: the shapes of stored matrices. */
-export function createSubmitContext (matrices?: Pick<MatrixStore, 'shape'>): SubmitContext {
-  return { matrix: (id) => matrices?.shape(id) }
+export function createSubmitContext (matrices?: Pick<MatrixStore, 'shape'>, maxMatrixBytes?: number): SubmitContext {
+  return { matrix: (id) => matrices?.shape(id), maxMatrixBytes }
 }
 
 /** A Fastify body validator for submissions to the types of `catalog`. */

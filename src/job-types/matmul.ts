@@ -32,7 +32,7 @@ export default defineJobType<MatmulParams>({
       matrices: {
         type: 'array',
         description: 'ids of stored matrices (GET /api/matrices), multiplied left to right',
-        items: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
+        items: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER, 'x-matrix-id': true },
         minItems: 2,
         maxItems: 32
       }
@@ -54,6 +54,11 @@ export default defineJobType<MatmulParams>({
       if (a.cols !== b.rows) {
         const ids = params.matrices
         return `matrices[${k - 1}] (matrix ${ids[k - 1]}, ${a.rows}×${a.cols}) and matrices[${k}] (matrix ${ids[k]}, ${b.rows}×${b.cols}) do not fit: ${a.cols} columns against ${b.rows} rows`
+      }
+      // Every partial product is held by the worker and the last one is stored: none may exceed what an upload may.
+      const bytes = shapes[0].rows * b.cols * 8
+      if (ctx.maxMatrixBytes !== undefined && bytes > ctx.maxMatrixBytes) {
+        return `the product of matrices[0..${k}] would be ${shapes[0].rows}×${b.cols} (${bytes} bytes), beyond the largest matrix stored (MAX_MATRIX_BYTES = ${ctx.maxMatrixBytes})`
       }
     }
     return undefined

@@ -44,7 +44,7 @@ export default defineJobType<MatpowParams>({
   params: {
     type: 'object',
     properties: {
-      matrix: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER, description: 'id of a stored square matrix (GET /api/matrices)' },
+      matrix: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER, 'x-matrix-id': true, description: 'id of a stored square matrix (GET /api/matrices)' },
       exponent: { type: 'integer', minimum: 1, maximum: MAX_EXPONENT, description: 'k, from 1 to 2147483647' }
     },
     required: ['matrix', 'exponent'],

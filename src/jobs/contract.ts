@@ -88,6 +88,8 @@ export interface JobRun {
 export interface SubmitContext {
   /** Shape of a stored matrix, or undefined if there is none with that id. */
   matrix (id: number): { rows: number, cols: number } | undefined
+  /** The largest matrix this server stores, in bytes of float64 data (MAX_MATRIX_BYTES), when it has a limit. */
+  readonly maxMatrixBytes?: number
 }
 
 /** A kind of job: its name, its form, how to start or resume it. */

@@ -65,17 +65,19 @@ export function toMatrixMeta (row: MatrixRow): MatrixMeta {
 
 export type MatrixStore = ReturnType<typeof createMatrixStore>
 
+/** Rows and columns of the stored top-left corner, the most a preview shows. */
+export const CORNER = 32
+
 /** The matrix store over an open, migrated database. */
 export function createMatrixStore (db: Db, clock: () => number = Date.now) {
   const META = 'id, name, rows, cols, sha256, bytes, created_at, job_id'
-  const insertStmt = db.prepare<{ name: string, rows: number, cols: number, sha256: string, bytes: number, now: number, jobId: number | null, data: Buffer }>(`
-    INSERT INTO matrices (name, rows, cols, sha256, bytes, created_at, job_id, data)
-    VALUES (@name, @rows, @cols, @sha256, @bytes, @now, @jobId, @data)`)
+  const insertStmt = db.prepare<{ name: string, rows: number, cols: number, sha256: string, bytes: number, now: number, jobId: number | null, corner: Buffer, data: Buffer }>(`
+    INSERT INTO matrices (name, rows, cols, sha256, bytes, created_at, job_id, corner, data)
+    VALUES (@name, @rows, @cols, @sha256, @bytes, @now, @jobId, @corner, @data)`)
   const getStmt = db.prepare<[number], MatrixRow>(`SELECT ${META} FROM matrices WHERE id = ?`)
   const shapeStmt = db.prepare<[number], { rows: number, cols: number }>('SELECT rows, cols FROM matrices WHERE id = ?')
   const dataStmt = db.prepare<[number], MatrixRow & { data: Buffer }>(`SELECT ${META}, data FROM matrices WHERE id = ?`)
-  // substr() of a blob counts bytes from 1: the first `n` bytes are the top rows.
-  const headStmt = db.prepare<{ id: number, n: number }, { head: Buffer }>('SELECT substr(data, 1, @n) AS head FROM matrices WHERE id = @id')
+  const cornerStmt = db.prepare<[number], { corner: Buffer }>('SELECT corner FROM matrices WHERE id = ?')
   const listStmt = db.prepare<{ cursor: number, limit: number }, MatrixRow>(
     `SELECT ${META} FROM matrices WHERE id < @cursor ORDER BY id DESC LIMIT @limit`)
   // The job parameters hold the ids: matmul {"matrices": [ids]}, matpow {"matrix": id}.
@@ -90,8 +92,12 @@ export function createMatrixStore (db: Db, clock: () => number = Date.now) {
 
   const insert = (m: Matrix64 & { name: string }, jobId: number | null): MatrixRow => {
     const sha256 = matrixSha256(m.data)
+    const r = Math.min(m.rows, CORNER)
+    const c = Math.min(m.cols, CORNER)
+    const corner = new Float64Array(r * c)
+    for (let i = 0; i < r; i++) corner.set(m.data.subarray(i * m.cols, i * m.cols + c), i * c)
     const id = Number(insertStmt.run({
-      name: m.name, rows: m.rows, cols: m.cols, sha256, bytes: m.rows * m.cols * 8, now: clock(), jobId, data: canonicalBytes(m.data)
+      name: m.name, rows: m.rows, cols: m.cols, sha256, bytes: m.rows * m.cols * 8, now: clock(), jobId, corner: canonicalBytes(corner), data: canonicalBytes(m.data)
     }).lastInsertRowid)
     return getStmt.get(id) as MatrixRow
   }
@@ -132,14 +138,15 @@ export function createMatrixStore (db: Db, clock: () => number = Date.now) {
       return dataStmt.get(id)
     },
 
-    /** The top-left corner, at most `rows` × `cols`, reading only the first rows' bytes. */
+    /** The top-left corner, at most `rows` × `cols` (≤ CORNER each), from the stored corner: the data is not read. */
     corner (id: number, rows: number, cols: number): { meta: MatrixRow, data: number[][] } | undefined {
       const meta = getStmt.get(id)
       if (!meta) return undefined
-      const r = Math.min(rows, meta.rows)
-      const c = Math.min(cols, meta.cols)
-      const head = fromCanonicalBytes((headStmt.get({ id, n: r * meta.cols * 8 }) as { head: Buffer }).head)
-      const data = Array.from({ length: r }, (_, i) => Array.from(head.subarray(i * meta.cols, i * meta.cols + c)))
+      const width = Math.min(meta.cols, CORNER)
+      const r = Math.min(rows, meta.rows, CORNER)
+      const c = Math.min(cols, width)
+      const stored = fromCanonicalBytes((cornerStmt.get(id) as { corner: Buffer }).corner)
+      const data = Array.from({ length: r }, (_, i) => Array.from(stored.subarray(i * width, i * width + c)))
       return { meta, data }
     },
 

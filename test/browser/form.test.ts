@@ -58,12 +58,13 @@ if (!existsSync(CHROMIUM)) {
     t.same(await mode.locator('option').allTextContents(), ['fast', 'slow'], 'enum → select with its values')
     t.equal(await page.locator('#type-fields input[name="verbose"]').getAttribute('type'), 'checkbox', 'boolean → checkbox')
 
-    // An invalid value: the API's message, inline.
+    // An invalid value: the generated field carries its schema's bounds, so the page says what it needs before sending.
     await count.fill('0')
     await page.getByRole('button', { name: 'Start job' }).click()
     const message = page.locator('#form-message.error')
     await message.waitFor()
-    t.equal(await message.textContent(), 'body/params/count must be >= 1', 'the API message names the field')
+    t.match(await message.textContent(), /^count: a whole number from 1 to \d+$/, 'the field and its rule, in plain words')
+    t.equal(await count.getAttribute('aria-invalid'), 'true', 'the field is marked')
 
     await count.fill('12')
     await page.locator('#type-fields input[name="unitMs"]').fill('0')

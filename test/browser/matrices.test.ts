@@ -54,4 +54,54 @@ if (!existsSync(CHROMIUM)) {
     t.equal((await api(server.url, '/api/matrices')).body.matrices.length, 0, 'deleted on the server')
     t.same(errors, [], 'no console errors')
   })
+
+  t.test('run matmul on an uploaded CSV from the form (pickers list it) and download the result from the job', async (t) => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true })
+    t.teardown(() => context.close())
+    const page = await context.newPage()
+    const errors: string[] = []
+    page.on('pageerror', (err) => errors.push(err.message))
+    page.on('console', (msg) => { if (msg.type() === 'error') errors.push(msg.text()) })
+    await page.goto(server.url)
+    // A 3×3 integer matrix: its square is exact.
+    const a = [[1, 2, 0], [0, 1, 3], [4, 0, 1]]
+    await page.locator('#matrix-file').setInputFiles({ name: 'small.csv', mimeType: 'text/csv', buffer: Buffer.from(a.map((r) => r.join(',')).join('\n')) })
+    await page.locator('#matrices tbody tr', { hasText: 'small.csv' }).waitFor({ timeout: 10_000 })
+    const id = (await api(server.url, '/api/matrices')).body.matrices[0].id as number
+
+    await page.locator('#f-type').selectOption('matmul')
+    const list = page.locator('#submit [data-matrix-list]')
+    await list.waitFor()
+    await page.locator('#submit small', { hasText: `${id}: small.csv (3×3)` }).waitFor({ timeout: 10_000 })
+    await list.fill(`${id}, ${id}`)
+    await page.getByRole('button', { name: 'Start job' }).click()
+    await page.locator('#form-message', { hasText: /submitted/ }).waitFor({ timeout: 10_000 })
+    const job = (await api(server.url, '/api/jobs')).body.jobs[0]
+    t.same(job.params, { matrices: [id, id] }, 'the ids went as a list of numbers')
+
+    await page.locator('#f-type').selectOption('matpow')
+    const picker = page.locator('#submit select[data-matrix-picker]')
+    await picker.locator('option', { hasText: 'small.csv' }).waitFor({ state: 'attached', timeout: 10_000 })
+    t.ok(await picker.locator(`option[value="${id}"]`).count(), 'matpow\'s matrix field is a picker of the stored matrices')
+
+    const done = await waitForDone(job.id)
+    const square = a.map((row) => a[0].map((_, j) => row.reduce((s, x, k) => s + x * a[k][j], 0)))
+    t.equal(done.result.sha256, matrixSha256(new Float64Array(square.flat())), 'A·A, exactly')
+    await page.locator('#jobs tbody tr').first().locator('button.link').click() // the only job
+    const link = page.locator('#detail .result-matrix a', { hasText: 'csv' })
+    await link.waitFor({ timeout: 10_000 })
+    const [download] = await Promise.all([page.waitForEvent('download'), link.click()])
+    const path = await download.path()
+    t.ok(path, 'the result matrix downloads from the job\'s detail')
+    t.same(errors, [], 'no console errors')
+  })
+
+  async function waitForDone (id: number): Promise<any> {
+    for (let i = 0; i < 600; i++) {
+      const job = (await api(server.url, `/api/jobs/${id}`)).body
+      if (job.status === 'done' || job.status === 'failed') return job
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    throw new Error(`job ${id} did not end`)
+  }
 }

@@ -166,3 +166,37 @@ t.test('uploads and deletes need the API token when the server has one', async (
   t.equal((await app.inject({ method: 'DELETE', url: `/api/matrices/${ok.json().id}` })).statusCode, 401, 'delete without the token: 401')
   t.equal((await app.inject({ url: `/api/matrices/${ok.json().id}/data?format=csv` })).statusCode, 200, 'downloads stay open, like every read')
 })
+
+t.test('bounded storage: a tiny sparse file declaring a big matrix fills no disk past MAX_MATRIX_STORAGE_BYTES', async (t) => {
+  // Room for two 100×100 matrices (80 000 bytes each), not three.
+  const { upload, count } = await setup(t, { MAX_MATRIX_STORAGE_BYTES: String(2 * 80_000 + 100) })
+  const sparse = '%%MatrixMarket matrix coordinate real general\n100 100 0\n'
+  for (const n of [1, 2]) t.equal((await upload(sparse, '?format=mtx', 'text/plain')).statusCode, 201, `upload ${n} stored`)
+  const third = await upload(sparse, '?format=mtx', 'text/plain')
+  t.equal(third.statusCode, 413, 'the third is refused')
+  t.match(third.json().message, /matrix storage is full: 160000 of 160100 bytes used \(MAX_MATRIX_STORAGE_BYTES\)/, 'saying why and what to do')
+  t.equal(count(), 2, 'nothing stored')
+})
+
+t.test('a matmul whose product would exceed MAX_MATRIX_BYTES is refused at submit, naming the partial product', async (t) => {
+  const { app, upload } = await setup(t, { MAX_MATRIX_BYTES: String(64 * 1024) })
+  // 8192×1 and 1×8192: each 64 KiB, their product 512 MiB.
+  const column = (await upload(`[${Array.from({ length: 8192 }, () => '[1]').join(',')}]`)).json().id
+  const row = (await upload(`[[${Array.from({ length: 8192 }, () => '1').join(',')}]]`)).json().id
+  const res = await app.inject({ method: 'POST', url: '/api/jobs', payload: { type: 'matmul', params: { matrices: [column, row] } } })
+  t.equal(res.statusCode, 400, '400')
+  t.match(res.json().message, /the product of matrices\[0\.\.1\] would be 8192×8192 \(536870912 bytes\), beyond the largest matrix stored \(MAX_MATRIX_BYTES = 65536\)/, 'naming the product and the limit')
+  const ok = await app.inject({ method: 'POST', url: '/api/jobs', payload: { type: 'matmul', params: { matrices: [row, column] } } })
+  t.equal(ok.statusCode, 201, 'the other order (1×1) is fine')
+})
+
+t.test('a preview comes from the stored 32×32 corner, exact, however wide the matrix', async (t) => {
+  const { app, upload } = await setup(t)
+  const m = awkwardMatrix(45, 70, 5)
+  const id = (await upload(collect(FORMATS.npy.write(m, 'x')), '?format=npy')).json().id
+  const preview = (await app.inject({ url: `/api/matrices/${id}/preview?rows=32&cols=32` })).json()
+  const expected = Array.from({ length: 32 }, (_, i) => Array.from(m.data.subarray(i * 70, i * 70 + 32)))
+  t.ok(preview.data.length === 32 && preview.data.every((row: number[], i: number) => row.every((x, j) => x === expected[i][j])), 'every number of the corner (JSON writes -0 as 0)')
+  const beyond = await app.inject({ url: `/api/matrices/${id}/preview?rows=33&cols=8` })
+  t.equal(beyond.statusCode, 400, 'more than 32 rows is refused')
+})

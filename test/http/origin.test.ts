@@ -88,8 +88,12 @@ t.test('cross-site writes get 403 and change nothing; curl and the page itself s
   t.equal(page.statusCode, 201, 'the dashboard (same origin) submits')
   const curl = await app.inject({ method: 'POST', url: `/api/jobs/${row.id}/cancel`, headers: { host } })
   t.equal(curl.statusCode, 200, 'curl (no Origin, no Sec-Fetch-Site) cancels, with no body and no Content-Type')
-  const read = await app.inject({ url: '/api/jobs', headers: { host, origin: 'https://evil.example', 'sec-fetch-site': 'cross-site' } })
-  t.equal(read.statusCode, 200, 'a cross-site read is answered (the browser keeps it from the page: no CORS)')
+  for (const url of ['/api/jobs', '/api/events', '/api/matrices/1/preview']) {
+    const read = await app.inject({ url, headers: { host, 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'no-cors' } })
+    t.equal(read.statusCode, 403, `a cross-site read of ${url} from another page is refused`)
+  }
+  const link = await app.inject({ url: '/', headers: { host, 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate' } })
+  t.equal(link.statusCode, 200, 'following a link from another site to the dashboard still works')
 })
 
 t.test('a write with a body must be JSON: forms and text get 415 before anything happens', async (t) => {

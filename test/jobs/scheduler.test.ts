@@ -84,7 +84,8 @@ t.test('a killed worker does not leave its job running: it resumes from its chec
   const { store, submit } = setup(t)
   const params = { n: 80, steps: 1500, seed: 21 }
   const id = submit(params)
-  const pid = await waitFor(() => { const r = store.get(id); return store.loadCheckpoint(id) && r?.pid }, 30_000, 'a first checkpoint')
+  // A checkpoint past step 0, so the resume has real work behind it (a checkpoint can be taken inside step 0).
+  const pid = await waitFor(() => { const r = store.get(id); return (store.loadCheckpoint(id)?.step ?? 0) > 0 && r?.pid }, 30_000, 'a checkpoint past step 0')
   const saved = store.loadCheckpoint(id)!.step
   process.kill(pid, 'SIGKILL')
   const resumed = await waitFor(() => { const r = store.get(id); return r && r.attempts === 2 && r.pid && r.pid !== pid && r }, 30_000, 'a second attempt')

@@ -16,7 +16,7 @@ function setup (t: Test, env: Record<string, string> = {}) {
   scheduler.start()
   t.teardown(() => scheduler.stop())
   const submit = (params: { n: number, steps: number, seed: number }) => {
-    const { row } = store.submit({ type: 'lyapunov', name: null, params, priority: 0, timeoutMs: null, idempotencyKey: null, retryOf: null }, 1000)
+    const { row } = store.submit({ type: 'lyapunov', name: null, params, steps: params.steps, priority: 0, timeoutMs: null, idempotencyKey: null, retryOf: null }, 1000)
     scheduler.wake()
     return row.id
   }

@@ -66,7 +66,8 @@ function parseHeader (header: string): Record<string, HeaderValue> {
     }
     return fail('unexpected value')
   }
-  const out: Record<string, HeaderValue> = {}
+  // No prototype: a key such as '__proto__' is an ordinary (unexpected) key, never the object's prototype.
+  const out: Record<string, HeaderValue> = Object.create(null)
   ws()
   if (header[pos] !== '{') fail('expected "{"')
   pos++
