@@ -11,6 +11,7 @@
 
 import { duration, fieldOfApiMessage, fieldProblem, percent, ProgressTracker } from './format.js'
 
+import { el } from './dom.js'
 import { initJobForm, readJobForm } from './form.js'
 
 const PAGE_SIZE = 50
@@ -34,19 +35,6 @@ let nextCursor = null
 let selectedId = null
 
 // ---- helpers -------------------------------------------------------------------------------------------
-
-/** Creates an element with text and attributes; children are appended as given (strings become text). */
-function el (tag, attrs = {}, ...children) {
-  const node = document.createElement(tag)
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue
-    if (key === 'class') node.className = value
-    else if (key === 'text') node.textContent = String(value)
-    else node.setAttribute(key, value === true ? '' : String(value))
-  }
-  node.append(...children.filter((c) => c !== null && c !== undefined))
-  return node
-}
 
 const svgEl = (tag, attrs = {}) => {
   const node = document.createElementNS('http://www.w3.org/2000/svg', tag)

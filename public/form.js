@@ -3,18 +3,7 @@
 // min/max/default, text inputs, enum → select, boolean → checkbox. The API remains the judge of what is valid:
 // values are sent as typed, so its message (shown inline under the form) names the field.
 
-/** Creates an element with attributes and text; everything from the server is written as text, never HTML. */
-function el (tag, attrs = {}, ...children) {
-  const node = document.createElement(tag)
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue
-    if (key === 'class') node.className = value
-    else if (key === 'text') node.textContent = String(value)
-    else node.setAttribute(key, value === true ? '' : String(value))
-  }
-  node.append(...children.filter((c) => c !== null && c !== undefined))
-  return node
-}
+import { el } from './dom.js'
 
 /** The types, by name, as last fetched. */
 let types = new Map()

@@ -1,24 +1,14 @@
 // Matrices panel: upload (file picker or drag and drop), list, downloads, preview of the top-left corner, delete.
 // Plain DOM, no framework; every value from the server goes in through textContent, never as HTML.
 
+import { el } from './dom.js'
+
 const TOKEN_KEY = 'nonstop.apiToken'
 const FORMATS = ['json', 'csv', 'mtx', 'npy']
 /** File name extension → upload format. */
 const BY_EXTENSION = { json: 'json', csv: 'csv', txt: 'csv', mtx: 'mtx', mm: 'mtx', npy: 'npy' }
 
 const panel = document.getElementById('matrices-panel')
-
-/** An element with attributes and children (strings become text). */
-function el (tag, attrs = {}, ...children) {
-  const node = document.createElement(tag)
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === 'class') node.className = v
-    else if (k.startsWith('on')) node.addEventListener(k.slice(2), v)
-    else node.setAttribute(k, v)
-  }
-  for (const c of children) node.append(c)
-  return node
-}
 
 function bytes (n) {
   if (n < 1024) return `${n} B`

@@ -66,7 +66,7 @@ t.test('matmul of stored integer matrices: the exact product, stored as a matrix
   t.equal((await api(server.url, `/api/matrices/${done.result.matrix}`)).status, 404, 'its result matrix went with it')
 })
 
-t.test('matpow of a permutation: the closed form, and the same sha256 after a worker is SIGKILLed mid-product', async (t) => {
+t.test('matpow and matmul of a permutation: the closed form, and the same sha256 after a worker is SIGKILLed mid-product', async (t) => {
   const dir = t.testdir({})
   const env = { ...FAST, DB_PATH: join(dir, 'jobs.db') }
   const server = await startServer(t, env)
@@ -82,22 +82,36 @@ t.test('matpow of a permutation: the closed form, and the same sha256 after a wo
     return Array.from({ length: n }, (_, c) => (c === j ? 1 : 0))
   })
 
-  const submit = async () => (await api(server.url, '/api/jobs', { body: { type: 'matpow', params: { matrix: id, exponent } } })).body
-  const whole = await submit()
-  const killed = await submit()
   const db = openDb(env.DB_PATH)
   t.teardown(() => db.close())
-  await waitFor(() => db.prepare('SELECT step FROM checkpoints WHERE job_id = ?').pluck().get(killed.id), 120_000, 'a checkpoint')
-  const running = (await api(server.url, `/api/jobs/${killed.id}`)).body
-  t.equal(running.status, 'running', 'still computing when killed')
-  process.kill(running.pid, 'SIGKILL')
+  /** Runs `params` twice, SIGKILLs the second run's worker once it has a checkpoint; returns both ends. */
+  const wholeAndKilled = async (type: string, params: object) => {
+    const submit = async () => (await api(server.url, '/api/jobs', { body: { type, params } })).body
+    const whole = await submit()
+    const killed = await submit()
+    await waitFor(() => db.prepare('SELECT step FROM checkpoints WHERE job_id = ?').pluck().get(killed.id), 120_000, `a checkpoint of ${type}`)
+    const running = (await api(server.url, `/api/jobs/${killed.id}`)).body
+    t.equal(running.status, 'running', `${type}: still computing when killed`)
+    process.kill(running.pid, 'SIGKILL')
+    const [a, b] = [await ended(server.url, whole.id), await ended(server.url, killed.id)]
+    t.equal(a.status, 'done', `${type} uninterrupted: done (${a.error ?? ''})`)
+    t.equal(b.status, 'done', `${type} killed: done (${b.error ?? ''})`)
+    t.equal(b.attempts, 2, `${type}: a second attempt finished it`)
+    const starts = server.logs().filter((l) => l.jobId === killed.id && l.event === 'started')
+    t.ok(typeof starts[1]?.resumedFromStep === 'number' && starts.length === 2, `${type}: resumed from its checkpoint (step ${starts[1]?.resumedFromStep})`)
+    t.equal(b.result.sha256, a.result.sha256, `${type}: the resumed result has the same sha256`)
+    return a
+  }
 
-  const [a, b] = [await ended(server.url, whole.id), await ended(server.url, killed.id)]
-  t.equal(a.status, 'done', `uninterrupted: done (${a.error ?? ''})`)
-  t.equal(b.status, 'done', `killed: done (${b.error ?? ''})`)
-  t.equal(b.attempts, 2, 'a second attempt finished it')
-  const starts = server.logs().filter((l) => l.jobId === killed.id && l.event === 'started')
-  t.ok((starts[1]?.resumedFromStep as number) > 0, `resumed from its checkpoint (step ${starts[1]?.resumedFromStep})`)
+  const a = await wholeAndKilled('matpow', { matrix: id, exponent })
   t.equal(a.result.sha256, sha(power), 'P^(2^16 - 1) is the permutation σ^(2^16 - 1)')
-  t.equal(b.result.sha256, a.result.sha256, 'the resumed result has the same sha256')
+
+  // matmul of a chain of 24 copies: P^24, product after product.
+  const chain = await wholeAndKilled('matmul', { matrices: Array.from({ length: 24 }, () => id) })
+  const p24 = Array.from({ length: n }, (_, i) => {
+    let j = i
+    for (let k = 0; k < 24; k++) j = sigma(j)
+    return Array.from({ length: n }, (_, c) => (c === j ? 1 : 0))
+  })
+  t.equal(chain.result.sha256, sha(p24), 'P·P·…·P (24 times) is the permutation σ^24')
 })
