@@ -5,7 +5,7 @@
  * start time (/proc/<pid>/stat field 22, clock ticks since boot) and, for a worker, its token in the command line
  * (the worker is forked with its token as argument). Linux /proc only; elsewhere nothing can be verified.
  */
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync, readlinkSync, realpathSync } from 'node:fs'
 
 /** What a stored pid turned out to be. */
 export type ProcessCheck =
@@ -84,4 +84,27 @@ export function checkProcess (pid: number, expected: { start?: number | null, to
     if (!argv.includes(expected.token)) return 'foreign'
   }
   return state === 'T' || state === 't' ? 'stopped' : 'running'
+}
+
+/**
+ * Whether process `pid` has the file `path` open (a link in /proc/<pid>/fd resolves to it): false when it has not, or
+ * cannot be read (gone), undefined only without /proc. A worker opens the database once all its imports are loaded, so this tells a
+ * worker that has booted from one still loading, whatever the machine's load.
+ */
+export function hasFileOpen (pid: number, path: string): boolean | undefined {
+  if (!hasProc()) return undefined
+  let wanted: string
+  let fds: string[]
+  try {
+    wanted = realpathSync(path)
+    fds = readdirSync(`/proc/${pid}/fd`)
+  } catch {
+    return false
+  }
+  for (const fd of fds) {
+    try {
+      if (readlinkSync(`/proc/${pid}/fd/${fd}`) === wanted) return true
+    } catch {}
+  }
+  return false
 }

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import type { Config } from '../config.js'
 import type { Logger } from '../log.js'
-import { checkProcess, type ProcessCheck } from '../process-identity.js'
+import { checkProcess, hasFileOpen, type ProcessCheck } from '../process-identity.js'
 import type { JobStore } from './store.js'
 import { type JobRow, WORKER_ENV } from './types.js'
 
@@ -32,7 +32,7 @@ const EXIT_DATABASE_BUSY = 3
 /** Re-forking after workers die at boot waits this long, doubling with each failure in a row, up to the cap. */
 const BOOT_BACKOFF_MS = 250
 const BOOT_BACKOFF_CAP_MS = 30_000
-/** A spare still alive this long after its fork has booted. */
+/** Without /proc to see it open the database, a spare still alive this long after its fork has booted. */
 const BOOTED_AFTER_MS = 5000
 /** Failures at boot in a row from which /readyz says not ready. */
 const UNREADY_BOOT_FAILURES = 2
@@ -47,7 +47,7 @@ interface Child {
   lease?: number
   /** The scheduler itself told it to go (a spare no longer wanted). */
   dismissed?: boolean
-  /** Known to have booted: it wrote a heartbeat, ended a job, or lived BOOTED_AFTER_MS as a spare. */
+  /** Known to have booted: it wrote a heartbeat, ended a job, or opened the database as a spare. */
   booted?: boolean
 }
 
@@ -115,6 +115,16 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
     const delay = Math.min(BOOT_BACKOFF_CAP_MS, BOOT_BACKOFF_MS * 2 ** (bootFailures - 1))
     nextForkAt = Date.now() + delay
     log.error({ worker: child.token, why, failures: bootFailures, retryInMs: delay }, 'worker died at boot; forking again after a pause')
+  }
+
+  /**
+   * An idle spare has booted once it has the database open (all its imports loaded). Its age alone says nothing on
+   * a starved machine, where a worker that dies at boot can take seconds to do so; only without /proc is it used.
+   */
+  function spareBooted (spare: Child, now: number): boolean {
+    const pid = spare.process.pid
+    const opened = pid === undefined ? false : hasFileOpen(pid, config.dbPath)
+    return opened ?? now - spare.forkedAt >= BOOTED_AFTER_MS
   }
 
   function spawnWorker (): Child {
@@ -310,7 +320,7 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
       dismissed.dismissed = true
       dismissed.process.kill('SIGTERM')
     }
-    for (const spare of spares) if (now - spare.forkedAt >= BOOTED_AFTER_MS) booted(spare)
+    for (const spare of spares) if (!spare.booted && spareBooted(spare, now)) booted(spare)
     lastTickAt = now
   }
 

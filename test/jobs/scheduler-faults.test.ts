@@ -155,6 +155,18 @@ t.test('workers that die at boot are forked again with a growing pause, and /rea
   t.match(ready.json(), { status: 'unavailable', reason: /workers die at boot/ }, 'with the reason')
 })
 
+t.test('after workers died at boot, a spare that opens the database counts as booted and /readyz recovers', { skip: noProc }, async (t) => {
+  const { store, path } = tmpDb(t)
+  const { scheduler: s, logs } = scheduler(t, store, path, { WARM_SPARE: 'true' }, join(FIXTURES, 'boot-fails-twice-worker.mjs'))
+  s.start()
+  await waitFor(() => logs().filter((l) => l.msg === 'worker died at boot; forking again after a pause').length >= 2, 30_000, 'two failures at boot')
+  t.equal(s.health().ok, false, 'two failures in a row: not ready')
+  const back = await waitFor(() => logs().find((l) => l.msg === 'workers boot again'), 30_000, 'a spare to boot')
+  t.equal(back.after, 2, 'the spare that opened the database ended a run of 2 failures')
+  t.equal(s.health().ok, true, 'ready again')
+  t.equal(logs().filter((l) => l.msg === 'worker died at boot; forking again after a pause').length, 2, 'no failure counted after it')
+})
+
 t.test('a worker that leaves because the database is busy is not charged an attempt', async (t) => {
   const { store, path } = tmpDb(t)
   const { scheduler: s, logs } = scheduler(t, store, path, { MAX_ATTEMPTS: '1', WARM_SPARE: 'false', MAX_CONCURRENCY: '1', LEASE_MS: '20000' }, join(FIXTURES, 'busy-exit-worker.mjs'))
