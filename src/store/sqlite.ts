@@ -47,7 +47,12 @@ export function asyncSqliteStore (store: JobStore, clock: () => number = Date.no
       return last <= latest && last >= store.resumableAfter() && store.countChanges(last, latest, maxReplay) <= maxReplay
     }),
 
-    claimNext: (worker) => run(() => store.claimNext(worker)),
+    // The synchronous claim returns its row through RETURNING, which shows seq as it was before the change-counter
+    // trigger ran: read the row back for its version, as submit does.
+    claimNext: (worker) => run(() => {
+      const row = store.claimNext(worker)
+      return row && (store.get(row.id) ?? row)
+    }),
     running: () => run(() => store.running()),
     runningWithAges: () => run(() => {
       const now = clock()
