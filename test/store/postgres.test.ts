@@ -8,9 +8,10 @@ import type pg from 'pg'
 import t, { type Test } from 'tap'
 import type { JobRow } from '../../src/jobs/types.js'
 import { createPostgresJobStore, openPostgres, type PostgresJobStore } from '../../src/store/postgres.js'
+import { createPostgresMatrixStore } from '../../src/store/postgres-matrices.js'
 import { latestPgSchemaVersion, migratePostgres, PG_MIGRATIONS_DIR, pgSchemaVersion } from '../../src/store/postgres-migrate.js'
 import { startPostgres } from '../fixtures/postgres.js'
-import { conformance, job, readFeed } from '../fixtures/store-conformance.js'
+import { conformance, job, matrixConformance, readFeed } from '../fixtures/store-conformance.js'
 
 const cluster = await startPostgres(t)
 
@@ -33,6 +34,13 @@ t.test('conformance on PostgreSQL', async (t) => {
   conformance(t, async (t) => {
     const { url, store } = await freshStore(t)
     return { store, other: async () => createPostgresJobStore(pool(t, url)) }
+  })
+})
+
+t.test('matrix conformance on PostgreSQL', async (t) => {
+  matrixConformance(t, async (t) => {
+    const { store } = await freshStore(t)
+    return { jobs: store, matrices: createPostgresMatrixStore(store.pool) }
   })
 })
 

@@ -4,7 +4,8 @@ import t from 'tap'
 import { openDb } from '../../src/db.js'
 import { createSqliteJobStore } from '../../src/store/sqlite.js'
 import { tmpDb } from '../fixtures/helpers.js'
-import { conformance } from '../fixtures/store-conformance.js'
+import { conformance, matrixConformance } from '../fixtures/store-conformance.js'
+import { createSqliteMatrixStore } from '../../src/store/matrix-store.js'
 
 conformance(t, async (t) => {
   const { db, path } = tmpDb(t)
@@ -16,4 +17,9 @@ conformance(t, async (t) => {
       return createSqliteJobStore(second)
     }
   }
+})
+
+matrixConformance(t, async (t) => {
+  const { db } = tmpDb(t)
+  return { jobs: createSqliteJobStore(db), matrices: createSqliteMatrixStore(db) }
 })
