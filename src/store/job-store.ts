@@ -16,6 +16,7 @@
  *   clock where the database has one that every node shares (PostgreSQL's now()), never a node's clock;
  * - the change feed delivers every change after a cursor, in cursor order, once; event ids are opaque strings.
  */
+import type { ResultContext } from '../jobs/contract.js'
 import type { Attempt, Fenced, JobPage, Submitted, SubmitOptions } from '../jobs/store.js'
 import type { Checkpoint, JobRow, JobStatus, NewJob, StopRequest } from '../jobs/types.js'
 
@@ -39,6 +40,9 @@ export interface RunningJob {
 
 /** Progress a heartbeat carries; the first one also records which process the worker is. */
 export interface BeatProgress { step: number, progress: number, pid?: number, pidStart?: number }
+
+/** Most matrices one result may store (PostgreSQL reserves their ids before the result is built). */
+export const MAX_RESULT_MATRICES = 8
 
 /** Outcome of declaring an attempt lost; `alive` when its heartbeat was no longer older than asked. */
 export type LostOutcome = 'requeued' | 'failed' | 'gone' | 'alive'
@@ -107,6 +111,11 @@ export interface AsyncJobStore {
   saveCheckpoint (attempt: Attempt, checkpoint: Checkpoint, progress: number): Promise<Fenced<StopRequest | null>>
   /** Done: result stored, checkpoint deleted, in one transaction. */
   complete (attempt: Attempt, result: object): Promise<Fenced<void>>
+  /** Done, with a result built inside the transaction that ends the job, once the attempt is known to hold it (a
+   *  job type's result()): the matrices it stores through `out` commit with the job's end or not at all, and a
+   *  build that throws rejects having stored nothing. `{ ok: false }`, without calling `build`, when the attempt
+   *  no longer holds the job. At most MAX_RESULT_MATRICES matrices per result. */
+  completeWith (attempt: Attempt, build: (out: ResultContext) => object): Promise<Fenced<object>>
   /** Failed with `error` (no retry), checkpoint deleted. */
   fail (attempt: Attempt, error: string): Promise<Fenced<void>>
   /** The worker stopped as requested: canceled, timed out, or released back to pending. */

@@ -31,18 +31,22 @@ const USED_BY = `
     OR (type = 'matmul' AND params::jsonb -> 'matrices' @> jsonb_build_array($1::bigint)))
   ORDER BY id LIMIT 1`
 
+/** Inserts a matrix (owned by `jobId`, or an upload for null); with `id`, under that id (one taken from the
+ *  identity's sequence beforehand). Its metadata row. */
+export async function insertMatrix (q: pg.Pool | pg.PoolClient, m: Matrix64 & { name: string }, jobId: number | null, id?: number): Promise<MatrixRow> {
+  const { rows } = await q.query<Raw>(`
+    INSERT INTO matrices (${id === undefined ? '' : 'id, '}name, rows, cols, sha256, bytes, job_id, corner, data)
+    ${id === undefined ? '' : 'OVERRIDING SYSTEM VALUE '}VALUES (${id === undefined ? '' : '$9, '}$1, $2, $3, $4, $5, $6, $7, $8) RETURNING ${META}`,
+  [m.name, m.rows, m.cols, matrixSha256(m.data), m.rows * m.cols * 8, jobId, cornerBytes(m), canonicalBytes(m.data), ...(id === undefined ? [] : [id])])
+  return toMeta(rows[0])
+}
+
 export function createPostgresMatrixStore (pool: pg.Pool): AsyncMatrixStore {
   const getMeta = async (id: number): Promise<MatrixRow | undefined> => {
     const { rows } = await pool.query<Raw>(`SELECT ${META} FROM matrices WHERE id = $1`, [id])
     return rows.length ? toMeta(rows[0]) : undefined
   }
-  const insert = async (m: Matrix64 & { name: string }, jobId: number | null): Promise<MatrixRow> => {
-    const { rows } = await pool.query<Raw>(`
-      INSERT INTO matrices (name, rows, cols, sha256, bytes, job_id, corner, data)
-      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ${META}`,
-    [m.name, m.rows, m.cols, matrixSha256(m.data), m.rows * m.cols * 8, jobId, cornerBytes(m), canonicalBytes(m.data)])
-    return toMeta(rows[0])
-  }
+  const insert = (m: Matrix64 & { name: string }, jobId: number | null): Promise<MatrixRow> => insertMatrix(pool, m, jobId)
   const loadBytes = async (id: number): Promise<(MatrixRow & { data: Buffer }) | undefined> => {
     const { rows } = await pool.query<Raw>(`SELECT ${META}, data FROM matrices WHERE id = $1`, [id])
     return rows.length ? { ...toMeta(rows[0]), data: rows[0].data as Buffer } : undefined

@@ -16,7 +16,9 @@ import pg from 'pg'
 import { ConflictError, NotFoundError, QueueFullError } from '../errors.js'
 import { submitDifference } from '../jobs/store.js'
 import type { Checkpoint, JobRow, JobStatus, NewJob, StopRequest } from '../jobs/types.js'
-import type { Attempt, AsyncJobStore, FeedChange, Fenced, LostOutcome, RunningJob, SubmitOptions, Submitted } from './job-store.js'
+import type { NewMatrix } from '../jobs/contract.js'
+import { type Attempt, type AsyncJobStore, type FeedChange, type Fenced, type LostOutcome, MAX_RESULT_MATRICES, type RunningJob, type SubmitOptions, type Submitted } from './job-store.js'
+import { insertMatrix } from './postgres-matrices.js'
 
 /** Key of the advisory lock a submit holds for its transaction ('submit' in ASCII). */
 const SUBMIT_LOCK_KEY = '126947999705460'
@@ -376,6 +378,29 @@ export function createPostgresJobStore (pool: pg.Pool, { ownsPool = false } = {}
 
     complete: async (attempt, result) => fenced(await endJob(pool, attempt,
       "status = 'done', result = $4, error = NULL, step = steps, progress = 100, stop_request = NULL", [JSON.stringify(result)]), undefined),
+
+    completeWith: (attempt, build) => tx(async (c): Promise<Fenced<object>> => {
+      const { rows: held } = await c.query(`SELECT 1 FROM jobs WHERE ${fenceWhere} FOR UPDATE`, fence(attempt))
+      if (held.length === 0) return { ok: false }
+      // result() is synchronous and hands out matrix ids as it stores: they are taken from the identity's sequence
+      // first (ids not used are skipped for good, as ids of deleted matrices are), the rows inserted after it.
+      const { rows: ids } = await c.query<{ id: string }>(
+        "SELECT nextval(pg_get_serial_sequence('matrices', 'id')) AS id FROM generate_series(1, $1)", [MAX_RESULT_MATRICES])
+      const outputs: Array<{ id: number, m: NewMatrix }> = []
+      const value = build({
+        storeMatrix: (m) => {
+          if (outputs.length >= ids.length) throw new Error(`a result stores at most ${MAX_RESULT_MATRICES} matrices`)
+          const id = Number(ids[outputs.length].id)
+          outputs.push({ id, m })
+          return id
+        }
+      })
+      for (const { id, m } of outputs) await insertMatrix(c, m, attempt.id, id)
+      const ended = await endJob(c, attempt,
+        "status = 'done', result = $4, error = NULL, step = steps, progress = 100, stop_request = NULL", [JSON.stringify(value)])
+      if (!ended) throw new Error(`job ${attempt.id} changed while locked`)
+      return { ok: true, value }
+    }),
 
     fail: async (attempt, error) => fenced(await endJob(pool, attempt, "status = 'failed', error = $4", [error]), undefined),
 

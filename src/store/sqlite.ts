@@ -8,7 +8,8 @@
  */
 import type { Db } from '../db.js'
 import { createJobStore, type JobStore } from '../jobs/store.js'
-import type { AsyncJobStore, FeedChange, LostOutcome, RunningJob } from './job-store.js'
+import { createMatrixStore, type MatrixStore } from '../matrices/store.js'
+import { type AsyncJobStore, type FeedChange, type LostOutcome, MAX_RESULT_MATRICES, type RunningJob } from './job-store.js'
 
 /** A change number from an event id this store gave, or undefined for anything else. */
 function parseEventId (eventId: string): number | undefined {
@@ -17,8 +18,9 @@ function parseEventId (eventId: string): number | undefined {
   return Number.isSafeInteger(n) ? n : undefined
 }
 
-/** Wraps an existing synchronous store; `clock` (epoch ms) must be the one that store writes with. */
-export function asyncSqliteStore (store: JobStore, clock: () => number = Date.now): AsyncJobStore {
+/** Wraps an existing synchronous store; `clock` (epoch ms) must be the one that store writes with; `matrices`, on
+ *  the same database, stores what a result built by completeWith() stores. */
+export function asyncSqliteStore (store: JobStore, clock: () => number = Date.now, matrices?: Pick<MatrixStore, 'insertOwned'>): AsyncJobStore {
   const run = async <T>(f: () => T): Promise<T> => f()
   const ageOf = (now: number, at: number | null): number | null => (at === null ? null : Math.max(0, now - at))
   const after = (eventId: string | null): number => {
@@ -83,6 +85,22 @@ export function asyncSqliteStore (store: JobStore, clock: () => number = Date.no
     beat: (attempt, progress) => run(() => store.beat(attempt, progress)),
     saveCheckpoint: (attempt, checkpoint, progress) => run(() => store.saveCheckpoint(attempt, checkpoint, progress)),
     complete: (attempt, result) => run(() => store.complete(attempt, result)),
+    completeWith: (attempt, build) => run(() => {
+      let value: object = {}
+      let stored = 0
+      // The synchronous store runs the function inside its transaction, once the attempt is known to hold the job.
+      const done = store.complete(attempt, () => {
+        value = build({
+          storeMatrix: (m) => {
+            if (!matrices) throw new Error('this store was made without a matrix store')
+            if (++stored > MAX_RESULT_MATRICES) throw new Error(`a result stores at most ${MAX_RESULT_MATRICES} matrices`)
+            return matrices.insertOwned(attempt.id, m)
+          }
+        })
+        return value
+      })
+      return done.ok ? { ok: true as const, value } : { ok: false as const }
+    }),
     fail: (attempt, error) => run(() => store.fail(attempt, error)),
     stopped: (attempt, request) => run(() => store.stopped(attempt, request)),
 
@@ -93,5 +111,5 @@ export function asyncSqliteStore (store: JobStore, clock: () => number = Date.no
 
 /** An async store over an open, migrated SQLite database (a new synchronous store on it). */
 export function createSqliteJobStore (db: Db, clock: () => number = Date.now): AsyncJobStore {
-  return asyncSqliteStore(createJobStore(db, clock), clock)
+  return asyncSqliteStore(createJobStore(db, clock), clock, createMatrixStore(db, clock))
 }
