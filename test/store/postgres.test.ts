@@ -131,13 +131,14 @@ t.test('feed completeness under concurrent writers: every change once, in order'
   const head = await store.feedHead()
   const delivered: string[] = []
   let cursor = head
-  let writing = true
-  // A reader in pages of one (no folding), polling while the writers run.
+  const last: { entry?: string } = {} // the last entry written, once the writers are done
+  // A reader in pages of one (no folding), polling while the writers run, until it has reached the last entry
+  // (bounded: a feed that never gets there fails the comparison below).
   const reader = (async () => {
-    for (;;) {
+    const deadline = Date.now() + 30_000
+    while (Date.now() < deadline && (last.entry === undefined || cursor !== last.entry)) {
       const changes = await store.changesAfter(cursor, 1)
       if (changes.length === 0) {
-        if (!writing) return
         await new Promise((resolve) => setTimeout(resolve, 2))
         continue
       }
@@ -164,11 +165,11 @@ t.test('feed completeness under concurrent writers: every change once, in order'
       }
     }
   }))
-  writing = false
-  await reader
   const { rows } = await store.pool.query<{ e: string }>(`
     SELECT xid::text || '.' || id AS e FROM job_changes
     WHERE (xid, id) > (split_part($1, '.', 1)::xid8, split_part($1, '.', 2)::bigint) ORDER BY xid, id`, [head])
+  last.entry = rows.at(-1)?.e ?? head
+  await reader
   t.ok(rows.length >= 100, `${rows.length} changes written`)
   t.same(delivered, rows.map((r) => r.e), 'the reader delivered every change once, in (xid, id) order')
 })
