@@ -64,7 +64,7 @@ const canonical = (value: unknown): string => JSON.stringify(value, (_key, v) =>
   v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b))) : v)
 
 /** Names the first field in which a repeated submit differs from the job its key created; null when none. */
-function submitDifference (row: JobRow, job: NewJob, options: SubmitOptions): string | null {
+export function submitDifference (row: JobRow, job: NewJob, options: SubmitOptions): string | null {
   if (row.type !== job.type) return 'type'
   if (row.name !== job.name) return 'name'
   if (row.priority !== job.priority) return 'priority'

@@ -68,6 +68,15 @@ export type MatrixStore = ReturnType<typeof createMatrixStore>
 /** Rows and columns of the stored top-left corner, the most a preview shows. */
 export const CORNER = 32
 
+/** The stored top-left corner of a matrix: at most CORNER × CORNER, float64 LE row-major. */
+export function cornerBytes (m: Matrix64): Buffer {
+  const r = Math.min(m.rows, CORNER)
+  const c = Math.min(m.cols, CORNER)
+  const corner = new Float64Array(r * c)
+  for (let i = 0; i < r; i++) corner.set(m.data.subarray(i * m.cols, i * m.cols + c), i * c)
+  return canonicalBytes(corner)
+}
+
 /** The matrix store over an open, migrated database. */
 export function createMatrixStore (db: Db, clock: () => number = Date.now) {
   const META = 'id, name, rows, cols, sha256, bytes, created_at, job_id'
@@ -92,12 +101,8 @@ export function createMatrixStore (db: Db, clock: () => number = Date.now) {
 
   const insert = (m: Matrix64 & { name: string }, jobId: number | null): MatrixRow => {
     const sha256 = matrixSha256(m.data)
-    const r = Math.min(m.rows, CORNER)
-    const c = Math.min(m.cols, CORNER)
-    const corner = new Float64Array(r * c)
-    for (let i = 0; i < r; i++) corner.set(m.data.subarray(i * m.cols, i * m.cols + c), i * c)
     const id = Number(insertStmt.run({
-      name: m.name, rows: m.rows, cols: m.cols, sha256, bytes: m.rows * m.cols * 8, now: clock(), jobId, corner: canonicalBytes(corner), data: canonicalBytes(m.data)
+      name: m.name, rows: m.rows, cols: m.cols, sha256, bytes: m.rows * m.cols * 8, now: clock(), jobId, corner: cornerBytes(m), data: canonicalBytes(m.data)
     }).lastInsertRowid)
     return getStmt.get(id) as MatrixRow
   }
