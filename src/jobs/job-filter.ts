@@ -1,0 +1,59 @@
+import type { JobStatus } from './types.js'
+
+/**
+ * Which jobs a list, a count or a bulk action is about. Every field is optional; all given ones must hold.
+ * Times are epoch ms.
+ */
+export interface JobFilter {
+  /** Any of these statuses (none given: any status). */
+  status?: readonly JobStatus[]
+  /** Exactly this job type. */
+  type?: string
+  /** The name contains this text (case-insensitive for ASCII letters). */
+  name?: string
+  /** Created at or after this time. */
+  createdFrom?: number
+  /** Created before this time. */
+  createdTo?: number
+}
+
+/** A filter's conditions other than status, as SQL over `jobs` with named binds, and the binds. */
+export interface FilterSql {
+  /** `AND …` conditions to append to a WHERE clause; '' for none. */
+  where: string
+  /** Values of the named binds in `where`. */
+  binds: Record<string, string | number>
+  /** Names the conditions present, so a statement can be prepared once per shape. */
+  shape: string
+}
+
+/** `text` as a LIKE pattern matching any name that contains it (%, _ and \ taken literally). */
+export const containsPattern = (text: string): string => `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`
+
+/** The SQL of a filter's conditions except status (each status is queried on its own, see store.list). */
+export function filterSql (filter: JobFilter): FilterSql {
+  const parts: string[] = []
+  const binds: Record<string, string | number> = {}
+  let shape = ''
+  if (filter.type !== undefined) {
+    parts.push('type = @fType')
+    binds.fType = filter.type
+    shape += 't'
+  }
+  if (filter.name !== undefined && filter.name !== '') {
+    parts.push("name LIKE @fName ESCAPE '\\'")
+    binds.fName = containsPattern(filter.name)
+    shape += 'n'
+  }
+  if (filter.createdFrom !== undefined) {
+    parts.push('created_at >= @fFrom')
+    binds.fFrom = filter.createdFrom
+    shape += 'f'
+  }
+  if (filter.createdTo !== undefined) {
+    parts.push('created_at < @fTo')
+    binds.fTo = filter.createdTo
+    shape += 'u'
+  }
+  return { where: parts.map((p) => ` AND ${p}`).join(''), binds, shape }
+}
