@@ -55,9 +55,11 @@ export interface JobEvent {
   message: string
 }
 
-const seconds = (ms: number): string => ms < 10_000 ? `${(ms / 1000).toFixed(1)} s` : ms < 3_600_000
-  ? `${Math.floor(ms / 60_000) > 0 ? `${Math.floor(ms / 60_000)} m ` : ''}${Math.round((ms % 60_000) / 1000)} s`
-  : `${Math.floor(ms / 3_600_000)} h ${Math.round((ms % 3_600_000) / 60_000)} m`
+const seconds = (ms: number): string => ms < 10_000
+  ? `${(ms / 1000).toFixed(1)} s`
+  : ms < 3_600_000
+    ? `${Math.floor(ms / 60_000) > 0 ? `${Math.floor(ms / 60_000)} m ` : ''}${Math.round((ms % 60_000) / 1000)} s`
+    : `${Math.floor(ms / 3_600_000)} h ${Math.round((ms % 3_600_000) / 60_000)} m`
 
 const BY: Record<StopRequester, string> = { api: 'the API', bulk: 'a bulk action', scheduler: 'the scheduler', shutdown: 'a server shutdown' }
 
