@@ -150,7 +150,8 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
   }
   const countShaped = (filter: JobFilter): Database.Statement => {
     const { where, shape } = filterSql(filter)
-    return prepareShaped(`count:${shape}`, () => `SELECT status, count(*) AS c FROM jobs WHERE 1${where} GROUP BY status`)
+    // Per status, so that (status, id) or (status, type, id) answer it alone, without reading the rows.
+    return prepareShaped(`count:${shape}`, () => `SELECT count(*) FROM jobs WHERE status = @status${where}`).pluck()
   }
   // ---- history (migrations/006) ----
   const addEventStmt = db.prepare<{ id: number, kind: JobEventKind, detail: string | null, attempt: number | null, now: number }>(`
@@ -161,8 +162,8 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     "SELECT at, lease FROM job_events WHERE job_id = ? AND kind = 'checkpoint' ORDER BY id DESC LIMIT 1")
   // ---- throughput ----
   const finishedPerMinuteStmt = db.prepare<{ from: number }, { minute: number, status: JobStatus, c: number }>(`
-    SELECT (finished_at - @from) / 60000 AS minute, status, count(*) AS c FROM jobs
-    WHERE finished_at >= @from AND finished_at IS NOT NULL AND status IN ('done', 'failed') GROUP BY minute, status`)
+    SELECT CAST((finished_at - @from) / 60000 AS INTEGER) AS minute, status, count(*) AS c FROM jobs
+    WHERE finished_at >= @from AND finished_at IS NOT NULL GROUP BY minute, status`)
   const cancelPendingStmt = db.prepare<{ id: number, now: number }>(`
     UPDATE jobs SET status = 'canceled', finished_at = @now, updated_at = @now WHERE id = @id AND status = 'pending'`)
   const requestStopStmt = db.prepare<{ id: number, request: StopRequest, now: number }>(`
@@ -374,8 +375,13 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
      *  matches apart from its statuses (so a page can show what each status holds under the other conditions). */
     counts (filter?: JobFilter): Record<JobStatus, number> {
       const out: Record<JobStatus, number> = { pending: 0, running: 0, done: 0, failed: 0, canceled: 0 }
-      const rows = filter ? countShaped(filter).all(filterSql(filter).binds) as Array<{ status: JobStatus, c: number }> : countsStmt.all()
-      for (const { status, c } of rows) out[status] = c
+      if (!filter) {
+        for (const { status, c } of countsStmt.all()) out[status] = c
+        return out
+      }
+      const stmt = countShaped(filter)
+      const binds = filterSql(filter).binds
+      for (const status of JOB_STATUSES) out[status] = stmt.get({ ...binds, status }) as number
       return out
     },
 
