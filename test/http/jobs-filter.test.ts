@@ -1,7 +1,6 @@
 import type { Test } from 'tap'
 import t from 'tap'
 import { buildApp } from '../../src/http/app.js'
-import type { JobStore } from '../../src/jobs/store.js'
 import type { NewJob } from '../../src/jobs/types.js'
 import { testConfig, tmpDb } from '../fixtures/helpers.js'
 
