@@ -745,7 +745,9 @@ async function loadHistory (job) {
     mine.error = `Cannot load the history: ${err.message}`
   }
   mine.loading = false
-  if (timelineState === mine && selectedId === job.id) renderDetail()
+  // Only the history is redrawn: the rest of the dialog did not change.
+  const section = $('#detail-body .detail-section.history')
+  if (timelineState === mine && selectedId === job.id && section) section.replaceWith(timeline(jobs.get(job.id) ?? job))
 }
 
 function renderDetail () {
