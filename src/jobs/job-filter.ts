@@ -45,15 +45,25 @@ export function filterSql (filter: JobFilter): FilterSql {
     binds.fName = containsPattern(filter.name)
     shape += 'n'
   }
+  // A creation range is read as the range of ids created in it (found on the created_at index: ids follow
+  // insertion, so the jobs of a range are a run of ids), and then checked row by row, which keeps it exact when a
+  // clock went back. `+created_at` keeps the planner on the id order (no sort of the whole range for one page).
+  const range: string[] = []
   if (filter.createdFrom !== undefined) {
-    parts.push('created_at >= @fFrom')
+    range.push('created_at >= @fFrom')
     binds.fFrom = filter.createdFrom
     shape += 'f'
   }
   if (filter.createdTo !== undefined) {
-    parts.push('created_at < @fTo')
+    range.push('created_at < @fTo')
     binds.fTo = filter.createdTo
     shape += 'u'
+  }
+  if (range.length > 0) {
+    const inRange = range.join(' AND ')
+    parts.push(`id >= coalesce((SELECT min(id) FROM jobs WHERE ${inRange}), 0)`,
+      `id <= coalesce((SELECT max(id) FROM jobs WHERE ${inRange}), 0)`,
+      ...range.map((r) => `+${r}`))
   }
   return { where: parts.map((p) => ` AND ${p}`).join(''), binds, shape }
 }
