@@ -23,8 +23,9 @@ BEGIN
 END;
 
 -- Filters of the list (src/jobs/job-filter.ts): status and type, each newest first without a sort; the creation
--- time for a narrow range. Throughput per minute (done / failed) reads finished jobs by their end.
+-- time as the run of ids created in a range, and per status for counts. Throughput per minute (done / failed) reads finished jobs by their end.
 CREATE INDEX jobs_type_id ON jobs (type, id);
 CREATE INDEX jobs_status_type_id ON jobs (status, type, id);
 CREATE INDEX jobs_created ON jobs (created_at);
+CREATE INDEX jobs_status_created ON jobs (status, created_at);
 CREATE INDEX jobs_finished ON jobs (finished_at, status) WHERE finished_at IS NOT NULL;

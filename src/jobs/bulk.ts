@@ -2,7 +2,7 @@ import type { JobFilter } from './job-filter.js'
 import type { BulkAction, JobStore } from './store.js'
 
 /** Jobs changed per transaction: short enough that a worker's heartbeat never waits long for the write lock. */
-export const BULK_BATCH = 200
+export const BULK_BATCH = 50
 /** Skipped jobs listed by id in the answer; the rest are only counted. */
 export const MAX_SKIPPED_LISTED = 100
 

@@ -30,8 +30,11 @@ export interface FilterSql {
 /** `text` as a LIKE pattern matching any name that contains it (%, _ and \ taken literally). */
 export const containsPattern = (text: string): string => `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`
 
-/** The SQL of a filter's conditions except status (each status is queried on its own, see store.list). */
-export function filterSql (filter: JobFilter): FilterSql {
+/**
+ * The SQL of a filter's conditions except status (each status is queried on its own, see store.list). For a page
+ * (newest first); `forCount` gives plain conditions instead, which a count answers on (status, created_at).
+ */
+export function filterSql (filter: JobFilter, forCount = false): FilterSql {
   const parts: string[] = []
   const binds: Record<string, string | number> = {}
   let shape = ''
@@ -59,7 +62,8 @@ export function filterSql (filter: JobFilter): FilterSql {
     binds.fTo = filter.createdTo
     shape += 'u'
   }
-  if (range.length > 0) {
+  if (range.length > 0 && forCount) parts.push(...range)
+  else if (range.length > 0) {
     const inRange = range.join(' AND ')
     parts.push(`id >= coalesce((SELECT min(id) FROM jobs WHERE ${inRange}), 0)`,
       `id <= coalesce((SELECT max(id) FROM jobs WHERE ${inRange}), 0)`,

@@ -135,6 +135,7 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     VALUES (@type, @name, @params, @priority, @steps, @timeoutMs, @idempotencyKey, @retryOf, @now, @now)
     RETURNING *`)
   const countsStmt = db.prepare<[], { status: JobStatus, c: number }>('SELECT status, count(*) AS c FROM jobs GROUP BY status')
+  const countStatusStmt = db.prepare<[JobStatus], number>('SELECT count(*) FROM jobs WHERE status = ?').pluck()
   // Filtered lists and counts: one statement per shape of filter (which conditions it has), prepared at first use.
   // Each status is read on its own through (status, id) or (status, type, id), newest first without a sort.
   const shaped = new Map<string, Database.Statement>()
@@ -149,7 +150,7 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
       `SELECT ${columns} FROM jobs WHERE id < @cursor${status === null ? '' : ' AND status = @status'}${where} ORDER BY id DESC LIMIT @limit`)
   }
   const countShaped = (filter: JobFilter): Database.Statement => {
-    const { where, shape } = filterSql(filter)
+    const { where, shape } = filterSql(filter, true)
     // Per status, so that (status, id) or (status, type, id) answer it alone, without reading the rows.
     return prepareShaped(`count:${shape}`, () => `SELECT count(*) FROM jobs WHERE status = @status${where}`).pluck()
   }
@@ -380,7 +381,7 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
         return out
       }
       const stmt = countShaped(filter)
-      const binds = filterSql(filter).binds
+      const binds = filterSql(filter, true).binds
       for (const status of JOB_STATUSES) out[status] = stmt.get({ ...binds, status }) as number
       return out
     },
@@ -418,9 +419,7 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
         const slot = out[Math.floor(minute)]
         if (slot && (status === 'done' || status === 'failed')) slot[status] = c
       }
-      const counts = countsStmt.all()
-      const count = (s: JobStatus): number => counts.find((r) => r.status === s)?.c ?? 0
-      return { from, minutes: out, pending: count('pending'), running: count('running') }
+      return { from, minutes: out, pending: countStatusStmt.get('pending') as number, running: countStatusStmt.get('running') as number }
     },
 
     /** Cancels a pending job at once (with the checkpoint a released attempt left), or asks the worker of a

@@ -226,6 +226,7 @@ t.test('filtered pages and counts read through indexes', async (t) => {
     ["SELECT count(*) FROM jobs WHERE status = 'done' AND type = 'matmul'", /USING COVERING INDEX jobs_status_type_id/],
     ['SELECT CAST((finished_at - 0) / 60000 AS INTEGER) AS minute, status, count(*) AS c FROM jobs WHERE finished_at >= 0 AND finished_at IS NOT NULL GROUP BY minute, status', /USING COVERING INDEX jobs_finished/]
   ]
+  cases.push(["SELECT count(*) FROM jobs WHERE status = 'done' AND created_at >= 0 AND created_at < 5", /USING COVERING INDEX jobs_status_created/])
   const created = filterSql({ createdFrom: 0, createdTo: 5 })
   cases.push([`SELECT * FROM jobs WHERE id < 1e15${created.where.replace(/@fFrom/g, '0').replace(/@fTo/g, '5')} ORDER BY id DESC LIMIT 51`,
     /SEARCH jobs USING INTEGER PRIMARY KEY \(rowid>\? AND rowid<\?\).*SEARCH jobs USING COVERING INDEX jobs_created.*SEARCH jobs USING COVERING INDEX jobs_created/])
