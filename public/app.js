@@ -736,6 +736,41 @@ function timeline (job) {
   return wrap
 }
 
+/** The job's log lines (GET /api/jobs/:id/log, from LOG_FILE), read only when asked for. */
+let logLines = null
+function logSection (job) {
+  const wrap = el('section', { class: 'detail-section history log' }, el('h3', { text: 'Log lines' }))
+  if (logLines?.id !== job.id) {
+    wrap.append(el('button', { type: 'button', class: 'show-log', text: 'Show the log lines of this job', onclick: () => loadLog(job.id) }))
+    return wrap
+  }
+  if (logLines.text) {
+    wrap.append(el('p', { class: 'muted', text: logLines.text }))
+    return wrap
+  }
+  wrap.append(el('pre', { class: 'log-lines', text: logLines.lines.map((l) => `${new Date(l.time).toLocaleTimeString()} ${l.level.padEnd(5)} ${l.msg} ${l.fields}`).join('\n') }))
+  return wrap
+}
+
+async function loadLog (id) {
+  logLines = { id, text: 'Loading…' }
+  const replace = () => {
+    const section = $('#detail-body .detail-section.log')
+    const job = jobs.get(id)
+    if (section && job && selectedId === id) section.replaceWith(logSection(job))
+  }
+  replace()
+  try {
+    const reply = await api(`/api/jobs/${id}/log`)
+    logLines = !reply.logFile
+      ? { id, text: 'The server logs to stdout (LOG_FILE is not set), so its lines cannot be read back here; the history above is the record.' }
+      : reply.lines.length ? { id, lines: reply.lines } : { id, text: 'No line of this job in the last MiB of the log file.' }
+  } catch (err) {
+    logLines = { id, text: `Cannot read the log: ${err.message}` }
+  }
+  replace()
+}
+
 async function loadHistory (job) {
   const mine = { id: job.id, version: job.version, at: Date.now(), loading: true, events: timelineState?.id === job.id ? timelineState.events : null }
   timelineState = mine
@@ -807,6 +842,7 @@ function renderDetail () {
   ], 'timings'))
   parts.push(chart(job))
   parts.push(timeline(job))
+  parts.push(logSection(job))
   body.replaceChildren(...parts)
 
   if (!detailButtons) {
@@ -867,6 +903,7 @@ $('#detail-close').addEventListener('click', () => $('#detail').close())
 $('#detail').addEventListener('close', () => {
   if (selectedId !== null && !rows.has(selectedId)) jobs.delete(selectedId)
   selectedId = null
+  logLines = null
   timelineState = null
   if (opener && document.contains(opener)) opener.focus()
 })

@@ -9,15 +9,16 @@ import { type JobStore, toJob } from '../jobs/store.js'
 import type { MatrixStore } from '../matrices/store.js'
 import { toJobEvent } from '../jobs/history.js'
 import { runBulk } from '../jobs/bulk.js'
+import { readJobLogLines } from '../log-tail.js'
 import { parseFilter } from './filter.js'
-import { BulkBody, BulkReply, CountsReply, ErrorReply, FilterQuery, IdParams, JobEventList, JobList, JobSchema, ListQuery, type Submission, SubmitHeaders } from './schemas.js'
+import { BulkBody, BulkReply, CountsReply, ErrorReply, FilterQuery, IdParams, JobEventList, JobList, JobLogReply, JobSchema, ListQuery, type Submission, SubmitHeaders } from './schemas.js'
 import { createSubmitContext, createSubmitValidator, submitDocSchema } from './submit.js'
 
 /** What the job routes need. */
 export interface JobRoutesOptions {
   store: JobStore
   scheduler: Pick<Scheduler, 'wake'>
-  config: Pick<Config, 'maxPending' | 'defaultTimeoutSeconds'> & Partial<Pick<Config, 'maxMatrixBytes'>>
+  config: Pick<Config, 'maxPending' | 'defaultTimeoutSeconds'> & Partial<Pick<Config, 'maxMatrixBytes' | 'logFile'>>
   jobTypes: JobTypeCatalog
   /** Shapes of stored matrices, for the checks of types that take matrix ids. */
   matrices?: Pick<MatrixStore, 'shape'>
@@ -150,6 +151,22 @@ export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (instance, 
     const row = store.get(req.params.id)
     if (!row) return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `job ${req.params.id} not found` })
     return { jobId: row.id, events: store.events(row.id).map((e) => toJobEvent(e, row.steps)) }
+  })
+
+  app.get('/api/jobs/:id/log', {
+    schema: {
+      summary: 'A job\'s log lines',
+      description: 'The server\'s and the workers\' JSON log lines with this jobId, from LOG_FILE (its last MiB, at most 200 lines); empty with `logFile: false` when the log goes to stdout.',
+      tags: ['jobs'],
+      params: IdParams,
+      response: { 200: JobLogReply, 400: ErrorReply, 404: ErrorReply }
+    }
+  }, async (req, reply) => {
+    const row = store.get(req.params.id)
+    if (!row) return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `job ${req.params.id} not found` })
+    if (!config.logFile) return { jobId: row.id, logFile: false, bytesRead: 0, lines: [] }
+    const { lines, bytesRead } = await readJobLogLines(config.logFile, row.id)
+    return { jobId: row.id, logFile: true, bytesRead, lines }
   })
 
   app.get('/api/jobs/:id', {

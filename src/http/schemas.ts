@@ -130,6 +130,19 @@ export const JobEventList = Type.Object({
   }))
 }, { description: 'the job\'s history, oldest first: its submit and at most its latest 200 events' })
 
+/** GET /api/jobs/:id/log. */
+export const JobLogReply = Type.Object({
+  jobId: Type.Integer(),
+  logFile: Type.Boolean({ description: 'whether LOG_FILE is set (without it the lines go to stdout and cannot be read back)' }),
+  bytesRead: Type.Integer({ description: 'bytes read from the end of the log file (at most 1 MiB)' }),
+  lines: Type.Array(Type.Object({
+    time: DateTime,
+    level: Type.String(),
+    msg: Type.String(),
+    fields: Type.String({ description: 'the line\'s other fields as JSON (event, step, reason, worker…), at most 1000 characters' })
+  }), { description: 'oldest first, at most 200' })
+})
+
 /** GET /api/stats/throughput. */
 export const ThroughputQuery = Type.Object({
   minutes: Type.Integer({ minimum: 1, maximum: 1440, default: 60 })

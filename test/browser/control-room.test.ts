@@ -86,6 +86,14 @@ if (!existsSync(CHROMIUM)) {
     t.match(text, new RegExp(`attempt 1 lost at step \\d+ of 60 — worker killed by SIGKILL; resumes from step ${k}`), 'the timeline shows the loss')
     t.match(text, new RegExp(`attempt 2 resumed from step ${k}`), 'and the resume')
     t.match(text, /done in [\d.]+ s at [\d.]+ GF\/s/, 'and the end')
+
+    const log = await api(server.url, `/api/jobs/${job.id}/log`)
+    t.equal(log.status, 200, 'GET /api/jobs/:id/log: 200')
+    const events = log.body.lines.map((l: { fields: string }) => JSON.parse(l.fields).event)
+    t.ok(log.body.logFile && ['submitted', 'claimed', 'started', 'requeued', 'done'].every((e) => events.includes(e)), `the log lines of the job from LOG_FILE: ${[...new Set(events)].join(', ')}`)
+    await page.getByRole('button', { name: 'Show the log lines of this job' }).click()
+    await waitFor(async () => /job requeued|lost its worker/.test(await page.locator('dialog#detail .log-lines').textContent().catch(() => '') ?? ''), 5000, 'the log lines in the dialog')
+    t.pass('the dialog shows the worker\'s log lines, the loss among them')
     t.same(errors, [], 'no console errors')
   })
 

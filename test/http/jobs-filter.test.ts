@@ -204,6 +204,8 @@ t.test('history and throughput routes', async (t) => {
   t.same(events.json().events.map((e: { message: string }) => e.message), ['submitted', 'attempt 1 claimed by a worker', 'attempt 1 failed at step 0 of 3 — boom'], 'its history')
   t.equal((await app.inject({ url: '/api/jobs/999/events' })).statusCode, 404, 'unknown job: 404')
   t.equal((await app.inject({ url: '/api/jobs/abc/events' })).statusCode, 400, 'bad id: 400')
+  t.same((await app.inject({ url: `/api/jobs/${id}/log` })).json(), { jobId: id, logFile: false, bytesRead: 0, lines: [] }, 'log lines: none without LOG_FILE')
+  t.equal((await app.inject({ url: '/api/jobs/999/log' })).statusCode, 404, 'log of an unknown job: 404')
   make('done'); make('done'); make('pending')
   const tp = await app.inject({ url: '/api/stats/throughput?minutes=60' })
   t.equal(tp.statusCode, 200, 'throughput: 200')
