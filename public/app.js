@@ -12,6 +12,7 @@
 import { duration, fieldOfApiMessage, fieldProblem, percent, ProgressTracker } from './format.js'
 
 import { el } from './dom.js'
+import { bulkCount, filterQuery, isoOfLocalInput, localInputValue, matchesFilter, parseFilter } from './filters.js'
 import { initJobForm, readJobForm } from './form.js'
 
 const PAGE_SIZE = 50
@@ -33,6 +34,12 @@ const MESSAGE_MS = 5000
 let nextCursor = null
 /** Id of the job in the detail dialog. */
 let selectedId = null
+/** The filter of the list, as in the page's query string. */
+let filter = parseFilter(window.location.search)
+/** Jobs per status under the filter's other conditions (GET /api/jobs/counts), and how many match it all. */
+let counted = null
+/** The history shown in the detail dialog: whose, of which version, when fetched. */
+let timelineState = null
 
 // ---- helpers -------------------------------------------------------------------------------------------
 
@@ -128,6 +135,16 @@ function floorId () {
 function upsert (job, { fromList = false } = {}) {
   const old = jobs.get(job.id)
   if (old && old.version > job.version) return
+  if (!matchesFilter(job, filter)) {
+    // Out of the filter now (or never in it): off the list, but a dialog open on it keeps following it.
+    if (selectedId === job.id) {
+      jobs.set(job.id, job)
+      renderDetail()
+    }
+    dropRow(job.id)
+    scheduleCounts()
+    return
+  }
   if (!old && !fromList && nextCursor !== null && job.id < floorId()) return
   jobs.set(job.id, job)
   if (job.status === 'running') {
@@ -138,7 +155,17 @@ function upsert (job, { fromList = false } = {}) {
   }
   renderRow(job)
   if (selectedId === job.id) renderDetail()
-  renderCounts()
+  scheduleCounts()
+}
+
+/** Takes a job's row off the list (and forgets the job, unless its dialog is open). */
+function dropRow (id) {
+  rows.get(id)?.tr.remove()
+  rows.delete(id)
+  if (selectedId !== id) {
+    jobs.delete(id)
+    trackers.delete(id)
+  }
 }
 
 function removeJob (id) {
@@ -149,24 +176,26 @@ function removeJob (id) {
   if (selectedId === id) {
     $('#detail').close()
   }
-  renderCounts()
+  scheduleCounts()
 }
 
 /** Refetches every job the page shows (at least the first page) and drops the ones gone meanwhile. */
 async function refresh () {
   const limit = Math.min(500, Math.max(PAGE_SIZE, jobs.size))
   try {
-    const page = await api(`/api/jobs?limit=${limit}`)
+    const query = filterQuery(filter)
+    const page = await api(`/api/jobs?limit=${limit}${query ? `&${query}` : ''}`)
     const seen = new Set(page.jobs.map((j) => j.id))
     const oldest = page.nextCursor === null ? 0 : Math.min(...page.jobs.map((j) => j.id))
-    for (const id of [...jobs.keys()]) if (id >= oldest && !seen.has(id)) removeJob(id)
+    for (const id of [...jobs.keys()]) if (id >= oldest && !seen.has(id) && rows.has(id)) removeJob(id)
     if (page.nextCursor === null || nextCursor === null || page.nextCursor < nextCursor) nextCursor = page.nextCursor
     for (const job of page.jobs) upsert(job, { fromList: true })
-    showListMessage('')
+    if ($('#list-message').classList.contains('error')) showListMessage('')
   } catch (err) {
     showListMessage(`Cannot load jobs: ${err.message}`, true)
   }
   renderMore()
+  loadCounts()
 }
 
 async function loadMore () {
@@ -174,7 +203,8 @@ async function loadMore () {
   const button = $('#more')
   button.disabled = true
   try {
-    const page = await api(`/api/jobs?limit=${PAGE_SIZE}&cursor=${nextCursor}`)
+    const query = filterQuery(filter)
+    const page = await api(`/api/jobs?limit=${PAGE_SIZE}&cursor=${nextCursor}${query ? `&${query}` : ''}`)
     nextCursor = page.nextCursor
     for (const job of page.jobs) upsert(job, { fromList: true })
   } catch (err) {
@@ -204,15 +234,194 @@ const showListMessage = (text, isError = false) => showMessage($('#list-message'
 
 function renderMore () {
   $('#more').hidden = nextCursor === null
-  $('#empty').hidden = jobs.size > 0
+  $('#empty').hidden = rows.size > 0
+  $('#empty').textContent = filterQuery(filter) ? 'No job matches this filter.' : 'No jobs yet. Start one above.'
+}
+
+// ---- filter, counts, bulk actions ----------------------------------------------------------------------
+
+/** Counts from the server for the current filter: after a load, and at most once a second while jobs change. */
+let countsTimer = null
+function scheduleCounts () {
+  renderMore()
+  if (countsTimer) return
+  countsTimer = setTimeout(() => {
+    countsTimer = null
+    loadCounts()
+  }, 1000)
+}
+
+async function loadCounts () {
+  const query = filterQuery(filter)
+  try {
+    const reply = await api(`/api/jobs/counts${query ? `?${query}` : ''}`)
+    if (query !== filterQuery(filter)) return // the filter changed meanwhile
+    counted = reply
+  } catch {
+    return // the next change or reconnect asks again
+  }
+  renderCounts()
 }
 
 function renderCounts () {
-  const counts = Object.fromEntries(STATUSES.map((s) => [s, 0]))
-  for (const job of jobs.values()) counts[job.status]++
-  const parts = STATUSES.filter((s) => counts[s] > 0).map((s) => `${counts[s]} ${s}`)
-  $('#counts').textContent = parts.join(' · ')
-  renderMore()
+  if (!counted) return
+  const { counts, total } = counted
+  const visible = STATUSES.filter((s) => counts[s] > 0 && (!filter.status?.length || filter.status.includes(s)))
+  $('#counts').textContent = visible.map((s) => `${counts[s]} ${s}`).join(' · ')
+  for (const node of document.querySelectorAll('[data-count]')) node.textContent = `(${counts[node.dataset.count]})`
+  $('#match-count').textContent = `${total} job${total === 1 ? '' : 's'} match${total === 1 ? 'es' : ''}${filterQuery(filter) ? ' this filter' : ''}`
+  for (const button of document.querySelectorAll('[data-bulk]')) button.disabled = bulkCount(button.dataset.bulk, counts, filter) === 0
+}
+
+/** Shows the filter in the form. */
+function renderFilter () {
+  const form = $('#filters')
+  for (const box of form.querySelectorAll('input[name="status"]')) box.checked = filter.status?.includes(box.value) ?? false
+  const type = $('#q-type')
+  if (filter.type && ![...type.options].some((o) => o.value === filter.type)) type.append(el('option', { value: filter.type, text: filter.type }))
+  type.value = filter.type ?? ''
+  if (document.activeElement !== $('#q-name')) $('#q-name').value = filter.name ?? ''
+  $('#q-from').value = localInputValue(filter.createdFrom)
+  $('#q-to').value = localInputValue(filter.createdTo)
+}
+
+/** The filter the form describes. */
+function readFilter () {
+  const form = $('#filters')
+  const next = {}
+  const status = [...form.querySelectorAll('input[name="status"]:checked')].map((box) => box.value)
+  if (status.length) next.status = status
+  if ($('#q-type').value) next.type = $('#q-type').value
+  if ($('#q-name').value.trim()) next.name = $('#q-name').value.trim()
+  const from = isoOfLocalInput($('#q-from').value)
+  const to = isoOfLocalInput($('#q-to').value)
+  if (from) next.createdFrom = from
+  if (to) next.createdTo = to
+  return next
+}
+
+/** Shows the jobs of `next` from scratch; `push` adds a history entry (the back button returns to the last one). */
+function applyFilter (next, { push = true } = {}) {
+  const query = filterQuery(next)
+  if (query === filterQuery(filter) && push) return
+  filter = next
+  if (push) window.history.pushState(null, '', query ? `?${query}` : window.location.pathname)
+  for (const id of [...rows.keys()]) dropRow(id)
+  nextCursor = null
+  counted = null
+  renderFilter()
+  refresh()
+}
+
+let nameTimer = null
+function onFilterInput (event) {
+  clearTimeout(nameTimer)
+  // Typing in the name waits for a pause; every other control applies at once.
+  if (event.target.name === 'name') nameTimer = setTimeout(() => applyFilter(readFilter()), 300)
+  else applyFilter(readFilter())
+}
+
+async function loadTypes () {
+  try {
+    const { types } = await api('/api/job-types')
+    const select = $('#q-type')
+    for (const type of types) if (![...select.options].some((o) => o.value === type.name)) select.append(el('option', { value: type.name, text: type.name }))
+    renderFilter()
+  } catch {
+    // The type list only helps; the filter works without it.
+  }
+}
+
+const BULK_WORDS = {
+  cancel: { verb: 'Cancel', what: 'pending or running', done: 'canceled or asked to stop' },
+  retry: { verb: 'Retry', what: 'failed or canceled', done: 'retried' },
+  delete: { verb: 'Delete', what: 'finished', done: 'deleted' }
+}
+
+/** Asks in a dialog of the page (never window.confirm); resolves true to go ahead. */
+function confirmBulk (text, verb) {
+  const dialog = $('#bulk-confirm')
+  $('#bulk-confirm-text').textContent = text
+  $('#bulk-confirm-ok').textContent = verb
+  return new Promise((resolve) => {
+    const finish = (ok) => {
+      $('#bulk-confirm-ok').removeEventListener('click', onOk)
+      dialog.removeEventListener('close', onClose)
+      if (dialog.open) dialog.close()
+      resolve(ok)
+    }
+    const onOk = () => finish(true)
+    const onClose = () => finish(false)
+    $('#bulk-confirm-ok').addEventListener('click', onOk)
+    dialog.addEventListener('close', onClose)
+    dialog.showModal()
+    $('#bulk-confirm-cancel').focus()
+  })
+}
+
+async function bulk (action, button) {
+  showListMessage('')
+  const words = BULK_WORDS[action]
+  const sent = { ...filter }
+  await loadCounts()
+  const count = bulkCount(action, counted?.counts, sent)
+  if (count === 0) {
+    showListMessage(`No ${words.what} job matches${filterQuery(sent) ? ' this filter' : ''}.`)
+    return
+  }
+  const scope = filterQuery(sent) ? 'matching this filter' : 'on this server'
+  if (!await confirmBulk(`${words.verb} the ${count} ${words.what} job${count === 1 ? '' : 's'} ${scope}? This applies to every matching job, not only those on screen.`, `${words.verb} ${count} job${count === 1 ? '' : 's'}`)) return
+  button.disabled = true
+  showListMessage(`${words.verb}: working…`)
+  try {
+    const reply = await api('/api/jobs/bulk', { body: { action, filter: sent } })
+    const skipped = reply.skippedTotal ? `; ${reply.skippedTotal} skipped (${reply.skipped[0].reason}${reply.skippedTotal > 1 ? ', …' : ''})` : ''
+    showListMessage(`${reply.changed} of ${reply.matched} matching job${reply.matched === 1 ? '' : 's'} ${words.done}${skipped}.`)
+  } catch (err) {
+    showListMessage(`${words.verb} all matching: ${err.message}`, true)
+  } finally {
+    button.disabled = false
+    refresh()
+    loadThroughput()
+  }
+}
+
+// ---- throughput ----------------------------------------------------------------------------------------
+
+async function loadThroughput () {
+  let t
+  try {
+    t = await api('/api/stats/throughput?minutes=60')
+  } catch {
+    return
+  }
+  $('#queue').textContent = `queue: ${t.pending} pending · ${t.running} running`
+  const W = 600
+  const H = 90
+  const pad = { l: 28, r: 4, t: 6, b: 16 }
+  const most = Math.max(1, ...t.minutes.map((m) => m.done + m.failed))
+  const bw = (W - pad.l - pad.r) / t.minutes.length
+  const y = (n) => H - pad.b - (n / most) * (H - pad.t - pad.b)
+  const svg = svgEl('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', class: 'throughput-svg' })
+  const total = t.minutes.reduce((sum, m) => ({ done: sum.done + m.done, failed: sum.failed + m.failed }), { done: 0, failed: 0 })
+  const title = svgEl('title')
+  title.textContent = `jobs finished per minute over the last hour: ${total.done} done, ${total.failed} failed; at most ${most} in a minute`
+  svg.append(title)
+  const text = (content, attrs) => {
+    const node = svgEl('text', attrs)
+    node.textContent = content
+    return node
+  }
+  svg.append(svgEl('line', { x1: pad.l, y1: H - pad.b, x2: W - pad.r, y2: H - pad.b, class: 'axis' }))
+  svg.append(text(String(most), { x: pad.l - 4, y: pad.t + 8, 'text-anchor': 'end' }))
+  svg.append(text('−60 min', { x: pad.l, y: H - 3, 'text-anchor': 'start' }))
+  svg.append(text('now', { x: W - pad.r, y: H - 3, 'text-anchor': 'end' }))
+  t.minutes.forEach((m, i) => {
+    const x = pad.l + i * bw + 0.5
+    if (m.done) svg.append(svgEl('rect', { x, y: y(m.done), width: Math.max(1, bw - 1), height: H - pad.b - y(m.done), class: 'bar-done' }))
+    if (m.failed) svg.append(svgEl('rect', { x, y: y(m.done + m.failed), width: Math.max(1, bw - 1), height: y(m.done) - y(m.done + m.failed), class: 'bar-failed' }))
+  })
+  $('#throughput-chart').replaceChildren(svg, el('p', { class: 'muted legend', text: `last hour: ${total.done} done, ${total.failed} failed (per minute, from the database)` }))
 }
 
 function elapsedOf (job) {
@@ -508,6 +717,74 @@ function chart (job) {
   return wrap
 }
 
+/** The job's history (GET /api/jobs/:id/events), fetched on opening and again when the job has changed (at most
+ *  once a second). */
+function timeline (job) {
+  const wrap = el('section', { class: 'detail-section history' }, el('h3', { text: 'History' }))
+  const fresh = timelineState && timelineState.id === job.id
+  if (!fresh || (timelineState.version !== job.version && !timelineState.loading && Date.now() - timelineState.at > 1000)) loadHistory(job)
+  if (!fresh || !timelineState.events) {
+    wrap.append(el('p', { class: 'muted', text: timelineState?.error ?? 'Loading…' }))
+    return wrap
+  }
+  const list = el('ol', { class: 'timeline' })
+  for (const event of timelineState.events) {
+    list.append(el('li', { 'data-kind': event.kind },
+      el('time', { datetime: event.at, text: new Date(event.at).toLocaleTimeString() }), ' ', el('span', { text: event.message })))
+  }
+  wrap.append(list)
+  return wrap
+}
+
+/** The job's log lines (GET /api/jobs/:id/log, from LOG_FILE), read only when asked for. */
+let logLines = null
+function logSection (job) {
+  const wrap = el('section', { class: 'detail-section history log' }, el('h3', { text: 'Log lines' }))
+  if (logLines?.id !== job.id) {
+    wrap.append(el('button', { type: 'button', class: 'show-log', text: 'Show the log lines of this job', onclick: () => loadLog(job.id) }))
+    return wrap
+  }
+  if (logLines.text) {
+    wrap.append(el('p', { class: 'muted', text: logLines.text }))
+    return wrap
+  }
+  wrap.append(el('pre', { class: 'log-lines', text: logLines.lines.map((l) => `${new Date(l.time).toLocaleTimeString()} ${l.level.padEnd(5)} ${l.msg} ${l.fields}`).join('\n') }))
+  return wrap
+}
+
+async function loadLog (id) {
+  logLines = { id, text: 'Loading…' }
+  const replace = () => {
+    const section = $('#detail-body .detail-section.log')
+    const job = jobs.get(id)
+    if (section && job && selectedId === id) section.replaceWith(logSection(job))
+  }
+  replace()
+  try {
+    const reply = await api(`/api/jobs/${id}/log`)
+    logLines = !reply.logFile
+      ? { id, text: 'The server logs to stdout (LOG_FILE is not set), so its lines cannot be read back here; the history above is the record.' }
+      : reply.lines.length ? { id, lines: reply.lines } : { id, text: 'No line of this job in the last MiB of the log file.' }
+  } catch (err) {
+    logLines = { id, text: `Cannot read the log: ${err.message}` }
+  }
+  replace()
+}
+
+async function loadHistory (job) {
+  const mine = { id: job.id, version: job.version, at: Date.now(), loading: true, events: timelineState?.id === job.id ? timelineState.events : null }
+  timelineState = mine
+  try {
+    mine.events = (await api(`/api/jobs/${job.id}/events`)).events
+  } catch (err) {
+    mine.error = `Cannot load the history: ${err.message}`
+  }
+  mine.loading = false
+  // Only the history is redrawn: the rest of the dialog did not change.
+  const section = $('#detail-body .detail-section.history')
+  if (timelineState === mine && selectedId === job.id && section) section.replaceWith(timeline(jobs.get(job.id) ?? job))
+}
+
 function renderDetail () {
   const job = jobs.get(selectedId)
   if (!job) return
@@ -564,6 +841,8 @@ function renderDetail () {
     ...(job.status === 'running' ? [['ETA', duration(etaOf(job))], ['last heartbeat', dateTime(job.heartbeatAt)]] : [])
   ], 'timings'))
   parts.push(chart(job))
+  parts.push(timeline(job))
+  parts.push(logSection(job))
   body.replaceChildren(...parts)
 
   if (!detailButtons) {
@@ -611,9 +890,21 @@ $('#submit').addEventListener('submit', submitJob)
 $('#submit').addEventListener('input', onFormInput)
 initJobForm($('#submit'))
 $('#more').addEventListener('click', loadMore)
+$('#filters').addEventListener('input', onFilterInput)
+$('#filters').addEventListener('submit', (event) => event.preventDefault())
+$('#filter-clear').addEventListener('click', () => applyFilter({}))
+for (const button of document.querySelectorAll('[data-bulk]')) button.addEventListener('click', () => bulk(button.dataset.bulk, button))
+window.addEventListener('popstate', () => applyFilter(parseFilter(window.location.search), { push: false }))
+renderFilter()
+loadTypes()
+loadThroughput()
+setInterval(loadThroughput, 10_000)
 $('#detail-close').addEventListener('click', () => $('#detail').close())
 $('#detail').addEventListener('close', () => {
+  if (selectedId !== null && !rows.has(selectedId)) jobs.delete(selectedId)
   selectedId = null
+  logLines = null
+  timelineState = null
   if (opener && document.contains(opener)) opener.focus()
 })
 // A click on the backdrop closes the dialog.

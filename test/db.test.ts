@@ -12,9 +12,9 @@ t.test('migrate creates the schema, records the version, and a second run is a n
   t.equal(db.pragma('user_version', { simple: true }), latestSchemaVersion(), 'user_version recorded')
   t.same(migrate(db), [], 'second run applies nothing')
   const triggers = db.prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name").pluck().all()
-  t.same(triggers, ['jobs_seq_on_insert', 'jobs_seq_on_update', 'jobs_tombstone_on_delete'], 'change-counter triggers')
+  t.same(triggers, ['job_events_bounded', 'jobs_seq_on_insert', 'jobs_seq_on_update', 'jobs_tombstone_on_delete'], 'change-counter triggers, and the bound of each job\'s history')
   const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all()
-  for (const table of ['change_counter', 'checkpoints', 'job_tombstones', 'jobs', 'matrices', 'server_lock', 'sqlite_sequence']) {
+  for (const table of ['change_counter', 'checkpoints', 'job_events', 'job_tombstones', 'jobs', 'matrices', 'server_lock', 'sqlite_sequence']) {
     t.ok(tables.includes(table), `table ${table} exists (sqlite_sequence: ids are AUTOINCREMENT)`)
   }
   t.equal(db.pragma('journal_mode', { simple: true }), 'wal', 'WAL mode')

@@ -18,6 +18,7 @@ import { jobRoutes } from './jobs.js'
 import { matrixRoutes } from './matrices.js'
 import { createMetrics, metricsRoutes } from './metrics.js'
 import { opsRoutes } from './ops.js'
+import { statsRoutes } from './stats.js'
 import { addOriginChecks } from './origin.js'
 
 /** Static files of the dashboard, the same relative path from src/http and dist/http. */
@@ -114,6 +115,7 @@ export async function buildApp (options: AppOptions): Promise<FastifyInstance> {
   await app.register(jobTypeRoutes, { jobTypes })
   await app.register(jobRoutes, { ...options, jobTypes })
   if (options.matrices) await app.register(matrixRoutes, { matrices: options.matrices, config: options.config })
+  await app.register(statsRoutes, options)
   await app.register(opsRoutes, options)
   await app.register(metricsRoutes, { metrics })
   return app

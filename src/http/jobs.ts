@@ -7,14 +7,18 @@ import { coerceError } from '../errors.js'
 import type { Scheduler } from '../jobs/scheduler.js'
 import { type JobStore, toJob } from '../jobs/store.js'
 import type { MatrixStore } from '../matrices/store.js'
-import { ErrorReply, IdParams, JobList, JobSchema, ListQuery, type Submission, SubmitHeaders } from './schemas.js'
+import { toJobEvent } from '../jobs/history.js'
+import { runBulk } from '../jobs/bulk.js'
+import { readJobLogLines } from '../log-tail.js'
+import { parseFilter } from './filter.js'
+import { BulkBody, BulkReply, CountsReply, ErrorReply, FilterQuery, IdParams, JobEventList, JobList, JobLogReply, JobSchema, ListQuery, type Submission, SubmitHeaders } from './schemas.js'
 import { createSubmitContext, createSubmitValidator, submitDocSchema } from './submit.js'
 
 /** What the job routes need. */
 export interface JobRoutesOptions {
   store: JobStore
   scheduler: Pick<Scheduler, 'wake'>
-  config: Pick<Config, 'maxPending' | 'defaultTimeoutSeconds'> & Partial<Pick<Config, 'maxMatrixBytes'>>
+  config: Pick<Config, 'maxPending' | 'defaultTimeoutSeconds'> & Partial<Pick<Config, 'maxMatrixBytes' | 'logFile'>>
   jobTypes: JobTypeCatalog
   /** Shapes of stored matrices, for the checks of types that take matrix ids. */
   matrices?: Pick<MatrixStore, 'shape'>
@@ -86,14 +90,83 @@ export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (instance, 
   app.get('/api/jobs', {
     schema: {
       summary: 'List jobs, newest first',
-      description: 'Pages with `limit` and `cursor` (the previous page\'s nextCursor); filter with `status`.',
+      description: 'Pages with `limit` and `cursor` (the previous page\'s nextCursor); filter with `status` (repeated or comma-separated for several), `type`, `name` (contains) and `createdFrom` / `createdTo`.',
       tags: ['jobs'],
       querystring: ListQuery,
       response: { 200: JobList, 400: ErrorReply }
     }
   }, async (req) => {
-    const page = store.list(req.query)
+    const { limit, cursor, ...input } = req.query
+    const page = store.list({ filter: parseFilter(input, 'querystring'), limit, cursor })
     return { jobs: page.jobs.map(toJob), nextCursor: page.nextCursor }
+  })
+
+  app.get('/api/jobs/counts', {
+    schema: {
+      summary: 'Count jobs by status under a filter',
+      description: 'The same filter as GET /api/jobs. `counts` are per status under the filter\'s other conditions (so every status shows what it would hold); `total` matches the whole filter.',
+      tags: ['jobs'],
+      querystring: FilterQuery,
+      response: { 200: CountsReply, 400: ErrorReply }
+    }
+  }, async (req) => {
+    const filter = parseFilter(req.query, 'querystring')
+    const counts = store.counts(filter)
+    const statuses = filter.status ?? Object.keys(counts) as Array<keyof typeof counts>
+    return { counts, total: statuses.reduce((sum, s) => sum + counts[s], 0) }
+  })
+
+  let bulkRunning = false
+  app.post('/api/jobs/bulk', {
+    schema: {
+      summary: 'Cancel, retry or delete every job matching a filter',
+      description: 'Every job the filter matches when the action starts, not one page, in short transactions so workers are not kept waiting; each change is on the live stream. A job the action does not apply to (deleting a running job, retrying a done one) is skipped with the reason. One bulk action at a time (409 meanwhile).',
+      tags: ['jobs'],
+      body: BulkBody,
+      response: { 200: BulkReply, 400: ErrorReply, 409: ErrorReply }
+    }
+  }, async (req, reply) => {
+    const filter = parseFilter(req.body.filter, 'body/filter')
+    if (bulkRunning) return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: 'another bulk action is running; try again when it has finished' })
+    bulkRunning = true
+    try {
+      const outcome = await runBulk(store, req.body.action, filter, { maxPending: config.maxPending })
+      req.log.info({ event: 'bulk', action: req.body.action, filter: req.body.filter, matched: outcome.matched, changed: outcome.changed, skipped: outcome.skippedTotal }, `bulk ${req.body.action}`)
+      if (outcome.changed > 0) scheduler.wake()
+      return outcome
+    } finally {
+      bulkRunning = false
+    }
+  })
+
+  app.get('/api/jobs/:id/events', {
+    schema: {
+      summary: 'A job\'s history',
+      description: 'What happened to the job, oldest first, each event with a sentence: submitted, claimed, started (from scratch or resumed from step k), checkpoints (the first of an attempt, then at most one a minute), stop requests, releases, lost attempts with the reason, and its end.',
+      tags: ['jobs'],
+      params: IdParams,
+      response: { 200: JobEventList, 400: ErrorReply, 404: ErrorReply }
+    }
+  }, async (req, reply) => {
+    const row = store.get(req.params.id)
+    if (!row) return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `job ${req.params.id} not found` })
+    return { jobId: row.id, events: store.events(row.id).map((e) => toJobEvent(e, row.steps)) }
+  })
+
+  app.get('/api/jobs/:id/log', {
+    schema: {
+      summary: 'A job\'s log lines',
+      description: 'The server\'s and the workers\' JSON log lines with this jobId, from LOG_FILE (its last MiB, at most 200 lines); empty with `logFile: false` when the log goes to stdout.',
+      tags: ['jobs'],
+      params: IdParams,
+      response: { 200: JobLogReply, 400: ErrorReply, 404: ErrorReply }
+    }
+  }, async (req, reply) => {
+    const row = store.get(req.params.id)
+    if (!row) return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `job ${req.params.id} not found` })
+    if (!config.logFile) return { jobId: row.id, logFile: false, bytesRead: 0, lines: [] }
+    const { lines, bytesRead } = await readJobLogLines(config.logFile, row.id)
+    return { jobId: row.id, logFile: true, bytesRead, lines }
   })
 
   app.get('/api/jobs/:id', {

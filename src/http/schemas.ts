@@ -1,4 +1,5 @@
 import { Type } from 'typebox'
+import type { JobEventDetail } from '../jobs/history.js'
 import { JOB_STATUSES, type JobStatus } from '../jobs/types.js'
 
 // Nullable fields as a type array rather than anyOf: the same JSON, but Fastify's serializer takes its fast path
@@ -67,11 +68,92 @@ export const IdParams = Type.Object({
   id: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER, description: 'job id' })
 })
 
+/**
+ * The conditions of a filter (list, counts, bulk). Statuses are checked by the route (parseFilter) so an unknown
+ * one gets a message naming it and the statuses there are.
+ */
+const FilterFields = {
+  status: Type.Optional(Type.Array(Type.String({ description: `one of ${JOB_STATUSES.join(', ')}` }), { maxItems: 5, description: 'any of these statuses (repeat the parameter for several)' })),
+  type: Type.Optional(Type.String({ pattern: '^[a-z][a-z0-9-]{0,39}$', description: 'only jobs of this type' })),
+  name: Type.Optional(Type.String({ maxLength: 200, description: 'the name contains this text (case-insensitive)' })),
+  createdFrom: Type.Optional(Type.String({ format: 'date-time', description: 'created at or after this time (ISO 8601 with a time zone)' })),
+  createdTo: Type.Optional(Type.String({ format: 'date-time', description: 'created before this time (ISO 8601 with a time zone)' }))
+}
+
+/** A filter as a query string (GET /api/jobs, GET /api/jobs/counts). */
+export const FilterQuery = Type.Object(FilterFields, { additionalProperties: false })
+
+/** A filter in a JSON body (POST /api/jobs/bulk). */
+export const FilterBody = Type.Object(FilterFields, { additionalProperties: false, description: 'which jobs: all conditions given must hold; {} is every job' })
+
+/** A filter as the routes receive it. */
+export interface FilterInput { status?: string[], type?: string, name?: string, createdFrom?: string, createdTo?: string }
+
 export const ListQuery = Type.Object({
-  status: Type.Optional(Status('only jobs in this status')),
+  ...FilterFields,
   limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
   cursor: Type.Optional(Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER, description: 'nextCursor of the previous page' }))
 }, { additionalProperties: false })
+
+const StatusCounts = Type.Object(Object.fromEntries(JOB_STATUSES.map((s) => [s, Type.Integer()])) as Record<JobStatus, ReturnType<typeof Type.Integer>>)
+
+/** GET /api/jobs/counts. */
+export const CountsReply = Type.Object({
+  counts: StatusCounts,
+  total: Type.Integer({ description: 'jobs matching the whole filter' })
+}, { description: 'jobs in each status under the filter\'s other conditions, and how many match it all' })
+
+/** POST /api/jobs/bulk. */
+export const BulkBody = Type.Object({
+  action: Type.Unsafe<'cancel' | 'retry' | 'delete'>({ type: 'string', enum: ['cancel', 'retry', 'delete'], description: 'cancel, retry or delete every job the filter matches' }),
+  filter: FilterBody
+}, { additionalProperties: false })
+
+export const BulkReply = Type.Object({
+  matched: Type.Integer({ description: 'jobs the filter matched' }),
+  changed: Type.Integer({ description: 'jobs canceled (or asked to stop), retried or deleted' }),
+  skipped: Type.Array(Type.Object({ id: Type.Integer(), reason: Type.String() }), { description: 'the first 100 jobs left as they were, with why' }),
+  skippedTotal: Type.Integer({ description: 'all jobs left as they were' })
+})
+
+/** GET /api/jobs/:id/events. */
+export const JobEventList = Type.Object({
+  jobId: Type.Integer(),
+  events: Type.Array(Type.Object({
+    id: Type.Integer(),
+    at: DateTime,
+    kind: Type.String({ description: 'submitted, claimed, started, checkpoint, stop-requested, released, lost, failed, canceled or done' }),
+    attempt: Type.Integer(),
+    step: Type.Integer(),
+    detail: Type.Unsafe<JobEventDetail>({ type: 'object', additionalProperties: true, description: 'reason, pid, resumedFromStep, resumesFromStep, request, by, elapsedMs, gflops' }),
+    message: Type.String({ description: 'the event in one sentence' })
+  }))
+}, { description: 'the job\'s history, oldest first: its submit and at most its latest 200 events' })
+
+/** GET /api/jobs/:id/log. */
+export const JobLogReply = Type.Object({
+  jobId: Type.Integer(),
+  logFile: Type.Boolean({ description: 'whether LOG_FILE is set (without it the lines go to stdout and cannot be read back)' }),
+  bytesRead: Type.Integer({ description: 'bytes read from the end of the log file (at most 1 MiB)' }),
+  lines: Type.Array(Type.Object({
+    time: DateTime,
+    level: Type.String(),
+    msg: Type.String(),
+    fields: Type.String({ description: 'the line\'s other fields as JSON (event, step, reason, worker…), at most 1000 characters' })
+  }), { description: 'oldest first, at most 200' })
+})
+
+/** GET /api/stats/throughput. */
+export const ThroughputQuery = Type.Object({
+  minutes: Type.Integer({ minimum: 1, maximum: 1440, default: 60 })
+}, { additionalProperties: false })
+
+export const ThroughputReply = Type.Object({
+  from: DateTime,
+  minutes: Type.Array(Type.Object({ at: DateTime, done: Type.Integer(), failed: Type.Integer() })),
+  pending: Type.Integer({ description: 'queue depth now' }),
+  running: Type.Integer()
+})
 
 export const JobSchema = Type.Object({
   id: Type.Integer(),

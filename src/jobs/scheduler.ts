@@ -184,7 +184,7 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
   }
 
   function settle (row: JobRow, why: string): void {
-    if (!row.stop_request || !store.settleStop(row, row.stop_request)) return
+    if (!row.stop_request || !store.settleStop(row, row.stop_request, why)) return
     const event = row.stop_request === 'release' ? 'released' : row.stop_request === 'cancel' ? 'canceled' : 'failed'
     log.info({ jobId: row.id, event, reason: row.stop_request, why }, `job ${event}`)
   }
@@ -273,7 +273,7 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
       // The run-time limit, a separate clock from the lease: past it the worker is asked to stop (and is killed
       // below if it does not); a pending release is overridden.
       if (timedOut && (row.stop_request === null || row.stop_request === 'release')) {
-        store.requestStop(row.id, 'timeout')
+        store.requestStop(row.id, 'timeout', 'scheduler')
         running++
         continue
       }
@@ -302,7 +302,7 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
     for (let free = config.maxConcurrency - running; free > 0 && store.hasPending(); free--) {
       const worker = spares.shift() ?? (canFork() ? spawnWorker() : undefined)
       if (!worker) break // Workers die at boot: wait out the pause.
-      const row = store.claimNext(worker.token)
+      const row = store.claimNext(worker.token, worker.process.pid)
       if (!row) {
         spares.unshift(worker)
         break
@@ -396,14 +396,14 @@ export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTR
         const state = workerState(row)
         // A worker that is no more cannot hand its job back: do it here, without waiting or signalling.
         if (!children.has(row.worker ?? '') && (state === 'gone' || state === 'foreign')) {
-          store.settleStop(row, row.stop_request === 'cancel' || row.stop_request === 'timeout' ? row.stop_request : 'release')
-        } else store.requestStop(row.id, 'release')
+          store.settleStop(row, row.stop_request === 'cancel' || row.stop_request === 'timeout' ? row.stop_request : 'release', 'server shutdown; its worker was gone')
+        } else store.requestStop(row.id, 'release', 'shutdown')
       }
       const released = await waitFor(() => store.running().length === 0, config.shutdownGraceMs)
       if (!released) {
         for (const row of store.running()) {
           kill(row)
-          if (store.settleStop(row, row.stop_request ?? 'release')) {
+          if (store.settleStop(row, row.stop_request ?? 'release', 'server shutdown; worker killed after the grace period')) {
             log.warn({ jobId: row.id }, 'worker did not release its job in time; killed, job back to pending')
           }
         }

@@ -1,6 +1,9 @@
+import type Database from 'better-sqlite3'
 import type { Db } from '../db.js'
 import { ConflictError, NotFoundError, QueueFullError } from '../errors.js'
-import type { Checkpoint, Job, JobRow, JobStatus, NewJob, StopRequest } from './types.js'
+import type { JobEventDetail, JobEventKind, JobEventRow, StopRequester } from './history.js'
+import { filterSql, type JobFilter } from './job-filter.js'
+import { type Checkpoint, FINAL_STATUSES, JOB_STATUSES, type Job, type JobRow, type JobStatus, type NewJob, type StopRequest } from './types.js'
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString())
 
@@ -59,6 +62,18 @@ export interface SubmitOptions {
   anySeed?: boolean
 }
 
+/** A new job with the parameters of `row`, pointing back to it. */
+const retryOf = (row: JobRow): NewJob => ({
+  type: row.type,
+  name: row.name,
+  params: JSON.parse(row.params),
+  steps: row.steps,
+  priority: row.priority,
+  timeoutMs: row.timeout_ms,
+  idempotencyKey: null,
+  retryOf: row.id
+})
+
 /** JSON with sorted keys, so two equal objects give the same text. */
 const canonical = (value: unknown): string => JSON.stringify(value, (_key, v) =>
   v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b))) : v)
@@ -80,6 +95,29 @@ export function submitDifference (row: JobRow, job: NewJob, options: SubmitOptio
 
 export type JobStore = ReturnType<typeof createJobStore>
 
+/** What a bulk action does to each job it matches. */
+export type BulkAction = 'cancel' | 'retry' | 'delete'
+
+/** What one batch of a bulk action did; `cursor` is where the next batch starts (null: no job left). */
+export interface BulkBatch {
+  matched: number
+  changed: number
+  skipped: Array<{ id: number, reason: string }>
+  cursor: number | null
+}
+
+/** Jobs finished per minute (done, failed) over a window, and the queue now. */
+export interface Throughput {
+  /** Start of the first minute (epoch ms). */
+  from: number
+  minutes: Array<{ at: number, done: number, failed: number }>
+  pending: number
+  running: number
+}
+
+/** A checkpoint is in the history if it is an attempt's first, or the last one there is this old (ms). */
+const CHECKPOINT_EVENT_EVERY_MS = 60_000
+
 /** One entry of the change feed: a job's latest state, or the id of a deleted job; `seq` is its change number. */
 export type Change = { seq: number, row: JobRow, deleted?: undefined } | { seq: number, deleted: number, row?: undefined }
 
@@ -96,11 +134,37 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     INSERT INTO jobs (type, name, params, priority, steps, timeout_ms, idempotency_key, retry_of, created_at, updated_at)
     VALUES (@type, @name, @params, @priority, @steps, @timeoutMs, @idempotencyKey, @retryOf, @now, @now)
     RETURNING *`)
-  const listStmt = db.prepare<{ cursor: number, limit: number }, JobRow>(
-    'SELECT * FROM jobs WHERE id < @cursor ORDER BY id DESC LIMIT @limit')
-  const listByStatusStmt = db.prepare<{ status: string, cursor: number, limit: number }, JobRow>(
-    'SELECT * FROM jobs WHERE status = @status AND id < @cursor ORDER BY id DESC LIMIT @limit')
   const countsStmt = db.prepare<[], { status: JobStatus, c: number }>('SELECT status, count(*) AS c FROM jobs GROUP BY status')
+  const countStatusStmt = db.prepare<[JobStatus], number>('SELECT count(*) FROM jobs WHERE status = ?').pluck()
+  // Filtered lists and counts: one statement per shape of filter (which conditions it has), prepared at first use.
+  // Each status is read on its own through (status, id) or (status, type, id), newest first without a sort.
+  const shaped = new Map<string, Database.Statement>()
+  const prepareShaped = (key: string, sql: () => string): Database.Statement => {
+    let stmt = shaped.get(key)
+    if (!stmt) shaped.set(key, (stmt = db.prepare(sql())))
+    return stmt
+  }
+  const listShaped = (filter: JobFilter, status: JobStatus | null, columns: '*' | 'id, status'): Database.Statement => {
+    const { where, shape } = filterSql(filter)
+    return prepareShaped(`list:${columns}:${status === null ? '' : 's'}:${shape}`, () =>
+      `SELECT ${columns} FROM jobs WHERE id < @cursor${status === null ? '' : ' AND status = @status'}${where} ORDER BY id DESC LIMIT @limit`)
+  }
+  const countShaped = (filter: JobFilter): Database.Statement => {
+    const { where, shape } = filterSql(filter, true)
+    // Per status, so that (status, id) or (status, type, id) answer it alone, without reading the rows.
+    return prepareShaped(`count:${shape}`, () => `SELECT count(*) FROM jobs WHERE status = @status${where}`).pluck()
+  }
+  // ---- history (migrations/006) ----
+  const addEventStmt = db.prepare<{ id: number, kind: JobEventKind, detail: string | null, attempt: number | null, now: number }>(`
+    INSERT INTO job_events (job_id, at, kind, attempt, lease, step, detail)
+    SELECT id, @now, @kind, coalesce(@attempt, attempts), lease, step, @detail FROM jobs WHERE id = @id`)
+  const eventsStmt = db.prepare<[number], JobEventRow>('SELECT * FROM job_events WHERE job_id = ? ORDER BY id')
+  const lastCheckpointEventStmt = db.prepare<[number], { at: number, lease: number }>(
+    "SELECT at, lease FROM job_events WHERE job_id = ? AND kind = 'checkpoint' ORDER BY id DESC LIMIT 1")
+  // ---- throughput ----
+  const finishedPerMinuteStmt = db.prepare<{ from: number }, { minute: number, status: JobStatus, c: number }>(`
+    SELECT CAST((finished_at - @from) / 60000 AS INTEGER) AS minute, status, count(*) AS c FROM jobs
+    WHERE finished_at >= @from AND finished_at IS NOT NULL GROUP BY minute, status`)
   const cancelPendingStmt = db.prepare<{ id: number, now: number }>(`
     UPDATE jobs SET status = 'canceled', finished_at = @now, updated_at = @now WHERE id = @id AND status = 'pending'`)
   const requestStopStmt = db.prepare<{ id: number, request: StopRequest, now: number }>(`
@@ -170,6 +234,13 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     "SELECT 1 FROM jobs WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'").pluck()
   const fenced = <T>(changes: number, value: T): Fenced<T> => (changes === 1 ? { ok: true, value } : { ok: false })
 
+  /** Adds an event to a job's history; call it inside the transaction of the change it describes. `attempt`
+   *  overrides the job's attempts count (a release gives its attempt back in the same change). */
+  const record = (id: number, kind: JobEventKind, detail?: JobEventDetail, attempt: number | null = null): void => {
+    addEventStmt.run({ id, kind, detail: detail && Object.keys(detail).length > 0 ? JSON.stringify(detail) : null, attempt, now: clock() })
+  }
+  const resumeStep = (id: number): number => checkpointStepStmt.get(id)?.step ?? 0
+
   const insertTx = db.transaction((job: NewJob, maxPending: number, options: SubmitOptions): Submitted => {
     if (job.idempotencyKey !== null) {
       const existing = byKeyStmt.get(job.idempotencyKey)
@@ -185,6 +256,11 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     if (c >= maxPending) {
       throw new QueueFullError(`the queue is full: ${c} jobs are pending (MAX_PENDING=${maxPending}); retry later`, 5)
     }
+    return { row: insertJob(job), created: true }
+  })
+
+  /** Inserts a pending job and its "submitted" event; inside a transaction that checked the queue's room. */
+  const insertJob = (job: NewJob): JobRow => {
     const inserted = insertStmt.get({
       type: job.type,
       name: job.name,
@@ -196,22 +272,60 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
       retryOf: job.retryOf,
       now: clock()
     }) as JobRow
+    record(inserted.id, 'submitted', job.retryOf === null ? undefined : { retryOf: job.retryOf })
     // RETURNING shows the row before the change-counter trigger ran; read it back for its seq.
-    return { row: getStmt.get(inserted.id) as JobRow, created: true }
-  })
+    return getStmt.get(inserted.id) as JobRow
+  }
 
   const fence = (a: Attempt): Fence => ({ id: a.id, lease: a.lease, worker: a.worker })
 
-  /** Applies what a stop request means once the worker has stopped, fenced on its attempt. */
-  const settleStop = (attempt: Attempt, request: StopRequest): boolean => {
+  /** Applies what a stop request means once the worker has stopped, fenced on its attempt; `why` goes in the
+   *  history. */
+  const settleStop = (attempt: Attempt, request: StopRequest, why?: string): boolean => db.transaction(() => {
     const now = clock()
     const f = fence(attempt)
-    if (request === 'release') return releaseStmt.run({ ...f, error: null, now }).changes === 1
+    if (request === 'release') {
+      if (!ownedStmt.get(f)) return false
+      record(attempt.id, 'released', { reason: why ?? 'asked to release', resumesFromStep: resumeStep(attempt.id) })
+      return releaseStmt.run({ ...f, error: null, now }).changes === 1
+    }
     const changes = request === 'cancel'
       ? cancelRunningStmt.run({ ...f, now }).changes
       : failStmt.run({ ...f, error: 'timeout', now }).changes
-    if (changes === 1) dropCheckpointStmt.run(attempt.id)
+    if (changes === 1) {
+      dropCheckpointStmt.run(attempt.id)
+      record(attempt.id, request === 'cancel' ? 'canceled' : 'failed', request === 'cancel' ? {} : { reason: 'timeout' })
+    }
     return changes === 1
+  }).immediate()
+
+  /** One job of a bulk action, inside its batch's transaction: what was done, or why it was skipped. */
+  const bulkOne = (row: JobRow, action: BulkAction, room: { pending: number, max: number }): string | null => {
+    const { id, status } = row
+    if (action === 'cancel') {
+      if (FINAL_STATUSES.includes(status)) return `already ${status}`
+      if (status === 'pending') {
+        cancelPendingStmt.run({ id, now: clock() })
+        dropCheckpointStmt.run(id)
+        record(id, 'canceled', { by: 'bulk' })
+        return null
+      }
+      if (row.stop_request === 'cancel' || row.stop_request === 'timeout') return `already asked to stop (${row.stop_request})`
+      requestStopStmt.run({ id, request: 'cancel', now: clock() })
+      record(id, 'stop-requested', { request: 'cancel', by: 'bulk' })
+      return null
+    }
+    if (action === 'delete') {
+      if (!FINAL_STATUSES.includes(status)) return `${status}: only finished jobs can be deleted (cancel it first)`
+      dropCheckpointStmt.run(id)
+      deleteStmt.run(id)
+      return null
+    }
+    if (status !== 'failed' && status !== 'canceled') return `${status}: only failed or canceled jobs can be retried`
+    if (room.pending >= room.max) return `the queue is full: ${room.pending} jobs are pending (MAX_PENDING=${room.max})`
+    insertJob(retryOf(row))
+    room.pending++
+    return null
   }
 
   // Retention. A purge goes in batches, each its own transaction, so workers are never kept waiting on a long delete.
@@ -226,6 +340,16 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     return purgeJobsStmt.run({ before, limit }).changes
   })
 
+  /** Rows matching `filter` with ids below `cursor`, newest first, at most `limit`: one indexed walk per status,
+   *  merged (each walk is newest first, so the first `limit` of the merge are the answer). */
+  function matching<T extends { id: number }> (filter: JobFilter, cursor: number, limit: number, columns: '*' | 'id, status'): T[] {
+    const binds = { ...filterSql(filter).binds, cursor, limit }
+    const statuses = filter.status && filter.status.length > 0 && filter.status.length < JOB_STATUSES.length ? [...new Set(filter.status)] : null
+    if (!statuses) return listShaped(filter, null, columns).all(binds) as T[]
+    const rows = statuses.flatMap((status) => listShaped(filter, status, columns).all({ ...binds, status }) as T[])
+    return statuses.length === 1 ? rows : rows.sort((a, b) => b.id - a.id).slice(0, limit)
+  }
+
   return {
     // ---- API side -----------------------------------------------------------------------------------------
     /** Inserts a pending job, or returns the job already stored under the same idempotency key. Throws
@@ -239,23 +363,63 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
       return getStmt.get(id)
     },
 
-    /** A page of jobs, newest first, optionally of one status. */
-    list (options: { status?: JobStatus, limit: number, cursor?: number }): JobPage {
-      const cursor = options.cursor ?? Number.MAX_SAFE_INTEGER
-      const limit = options.limit + 1
-      const rows = options.status
-        ? listByStatusStmt.all({ status: options.status, cursor, limit })
-        : listStmt.all({ cursor, limit })
+    /** A page of jobs matching `filter` (or one status, the older form), newest first. */
+    list (options: { status?: JobStatus, filter?: JobFilter, limit: number, cursor?: number }): JobPage {
+      const filter: JobFilter = options.filter ?? (options.status ? { status: [options.status] } : {})
+      const rows = matching<JobRow>(filter, options.cursor ?? Number.MAX_SAFE_INTEGER, options.limit + 1, '*')
       const more = rows.length > options.limit
       if (more) rows.pop()
       return { jobs: rows, nextCursor: more ? rows[rows.length - 1].id : null }
     },
 
-    /** Number of jobs in each status (every status present, zero when none). */
-    counts (): Record<JobStatus, number> {
+    /** Number of jobs in each status (every status present, zero when none); with a filter, of the jobs it
+     *  matches apart from its statuses (so a page can show what each status holds under the other conditions). */
+    counts (filter?: JobFilter): Record<JobStatus, number> {
       const out: Record<JobStatus, number> = { pending: 0, running: 0, done: 0, failed: 0, canceled: 0 }
-      for (const { status, c } of countsStmt.all()) out[status] = c
+      if (!filter) {
+        for (const { status, c } of countsStmt.all()) out[status] = c
+        return out
+      }
+      const stmt = countShaped(filter)
+      const binds = filterSql(filter, true).binds
+      for (const status of JOB_STATUSES) out[status] = stmt.get({ ...binds, status }) as number
       return out
+    },
+
+    /** The history of a job, oldest first (at most the submit and the latest 200 events). */
+    events (id: number): JobEventRow[] {
+      return eventsStmt.all(id)
+    },
+
+    /**
+     * One batch of a bulk action: up to `batch` jobs matching `filter` with ids below `cursor`, newest first, each
+     * changed as the single-job routes would (cancel, retry, delete) or skipped with the reason, in one short
+     * transaction. Call again with the returned cursor until it is null.
+     */
+    bulkBatch (action: BulkAction, filter: JobFilter, cursor: number, batch: number, maxPending: number): BulkBatch {
+      return db.transaction((): BulkBatch => {
+        const rows = matching<JobRow>(filter, cursor, batch, '*')
+        const out: BulkBatch = { matched: rows.length, changed: 0, skipped: [], cursor: rows.length < batch ? null : rows[rows.length - 1].id }
+        const room = { pending: action === 'retry' ? (countPendingStmt.get() as { c: number }).c : 0, max: maxPending }
+        for (const row of rows) {
+          const skipped = bulkOne(row, action, room)
+          if (skipped === null) out.changed++
+          else out.skipped.push({ id: row.id, reason: skipped })
+        }
+        return out
+      }).immediate()
+    },
+
+    /** Jobs finished per minute (done, failed) in the `minutes` whole minutes up to now, and the queue now. */
+    throughput (minutes: number): Throughput {
+      const now = clock()
+      const from = (Math.floor(now / 60_000) - minutes + 1) * 60_000
+      const out = Array.from({ length: minutes }, (_, i) => ({ at: from + i * 60_000, done: 0, failed: 0 }))
+      for (const { minute, status, c } of finishedPerMinuteStmt.all({ from })) {
+        const slot = out[Math.floor(minute)]
+        if (slot && (status === 'done' || status === 'failed')) slot[status] = c
+      }
+      return { from, minutes: out, pending: countStatusStmt.get('pending') as number, running: countStatusStmt.get('running') as number }
     },
 
     /** Cancels a pending job at once (with the checkpoint a released attempt left), or asks the worker of a
@@ -268,8 +432,10 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
         if (row.status === 'pending') {
           cancelPendingStmt.run({ id, now })
           dropCheckpointStmt.run(id)
-        } else if (row.status === 'running') requestStopStmt.run({ id, request: 'cancel', now })
-        else throw new ConflictError(`job ${id} is already ${row.status}`)
+          record(id, 'canceled', { by: 'api' })
+        } else if (row.status === 'running') {
+          if (requestStopStmt.run({ id, request: 'cancel', now }).changes === 1) record(id, 'stop-requested', { request: 'cancel', by: 'api' })
+        } else throw new ConflictError(`job ${id} is already ${row.status}`)
         return getStmt.get(id) as JobRow
       }).immediate()
     },
@@ -291,16 +457,7 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
       if (row.status !== 'failed' && row.status !== 'canceled') {
         throw new ConflictError(`job ${id} is ${row.status}; only failed or canceled jobs can be retried`)
       }
-      return insertTx.immediate({
-        type: row.type,
-        name: row.name,
-        params: JSON.parse(row.params),
-        steps: row.steps,
-        priority: row.priority,
-        timeoutMs: row.timeout_ms,
-        idempotencyKey: null,
-        retryOf: row.id
-      }, maxPending, {}).row
+      return insertTx.immediate(retryOf(row), maxPending, {}).row
     },
 
     // ---- change feed ---------------------------------------------------------------------------------------
@@ -339,11 +496,14 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     },
 
     // ---- scheduler side ----------------------------------------------------------------------------------
-    /** Gives the next pending job (highest priority, then oldest) to the worker `worker`; undefined if none. */
-    claimNext (worker: string): JobRow | undefined {
+    /** Gives the next pending job (highest priority, then oldest) to the worker `worker` (process `pid`, for
+     *  the history); undefined if none. */
+    claimNext (worker: string, pid?: number): JobRow | undefined {
       return db.transaction(() => {
         const next = nextPendingStmt.get()
-        return next ? claimStmt.get({ id: next.id, worker, now: clock() }) : undefined
+        const claimed = next ? claimStmt.get({ id: next.id, worker, now: clock() }) : undefined
+        if (claimed) record(claimed.id, 'claimed', { pid: pid ?? null })
+        return claimed
       }).immediate()
     },
 
@@ -356,9 +516,13 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
       return anyPendingStmt.get() !== undefined
     },
 
-    /** Asks the worker of a running job to stop; false if the job is not running. */
-    requestStop (id: number, request: StopRequest): boolean {
-      return requestStopStmt.run({ id, request, now: clock() }).changes === 1
+    /** Asks the worker of a running job to stop (`by` whom, for the history); false if the job is not running. */
+    requestStop (id: number, request: StopRequest, by: StopRequester = 'scheduler'): boolean {
+      return db.transaction(() => {
+        if (requestStopStmt.run({ id, request, now: clock() }).changes !== 1) return false
+        record(id, 'stop-requested', { request, by })
+        return true
+      }).immediate()
     },
 
     /** The server's side of a stop its worker did not carry out in time (the worker was killed). */
@@ -373,10 +537,14 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
         if (!row || row.status !== 'running' || row.lease !== lease || row.worker !== worker) return 'gone' as const
         const now = clock()
         if (row.attempts >= maxAttempts) {
-          failStmt.run({ id, lease, worker, error: `${reason} (attempt ${row.attempts} of ${maxAttempts})`, now })
+          record(id, 'lost', { reason, resumesFromStep: null })
+          const error = `${reason} (attempt ${row.attempts} of ${maxAttempts})`
+          failStmt.run({ id, lease, worker, error, now })
           dropCheckpointStmt.run(id)
+          record(id, 'failed', { reason: error })
           return 'failed' as const
         }
+        record(id, 'lost', { reason, resumesFromStep: resumeStep(id) })
         requeueStmt.run({ id, lease, worker, error: reason, now })
         return 'requeued' as const
       }).immediate()
@@ -385,7 +553,11 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     /** An attempt that ended through no fault of the job (its worker found the database locked for too long):
      *  back to pending without using up an attempt, the reason kept in `error`. Fenced like markLost. */
     giveBack (attempt: Attempt, reason: string): boolean {
-      return releaseStmt.run({ ...fence(attempt), error: reason, now: clock() }).changes === 1
+      return db.transaction(() => {
+        if (!ownedStmt.get(fence(attempt))) return false
+        record(attempt.id, 'released', { reason, resumesFromStep: resumeStep(attempt.id) })
+        return releaseStmt.run({ ...fence(attempt), error: reason, now: clock() }).changes === 1
+      }).immediate()
     },
 
     /** Step of the saved checkpoint, if any (for logs and tests). */
@@ -403,6 +575,17 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
       return loadCheckpointStmt.get(id)
     },
 
+    /** The worker's first write: heartbeat with its pid (as `beat`), and, unless a stop is already asked for,
+     *  "started" in the history with the step of the checkpoint it resumes from. */
+    begin (attempt: Attempt, progress: { step: number, progress: number, pid: number, pidStart?: number }): Fenced<StopRequest | null> {
+      return db.transaction((): Fenced<StopRequest | null> => {
+        const row = beatStmt.get({ ...fence(attempt), pid: progress.pid, pidStart: progress.pidStart ?? null, step: progress.step, progress: progress.progress, now: clock() })
+        if (!row) return { ok: false }
+        if (!row.stop_request) record(attempt.id, 'started', { pid: progress.pid, resumedFromStep: checkpointStepStmt.get(attempt.id)?.step ?? null })
+        return { ok: true, value: row.stop_request }
+      }).immediate()
+    },
+
     /** Heartbeat with progress; returns the pending stop request (or null). The first one also records which
      *  process the worker is (`pid`, and `pidStart`, its start time), so the server never trusts or signals
      *  another process that later gets the same pid. */
@@ -418,6 +601,9 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
         const row = beatStmt.get({ ...fence(attempt), pid: null, pidStart: null, step: checkpoint.step, progress, now })
         if (!row) return { ok: false }
         saveCheckpointStmt.run({ id: attempt.id, lease: attempt.lease, step: checkpoint.step, state: checkpoint.state, now })
+        // In the history: an attempt's first checkpoint, then at most one a minute.
+        const last = lastCheckpointEventStmt.get(attempt.id)
+        if (!last || last.lease !== attempt.lease || now - last.at >= CHECKPOINT_EVENT_EVERY_MS) record(attempt.id, 'checkpoint')
         return { ok: true, value: row.stop_request }
       }).immediate()
     },
@@ -431,8 +617,17 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
           if (!ownedStmt.get(fence(attempt))) return fenced(0, undefined)
           result = result()
         }
-        const changes = doneStmt.run({ ...fence(attempt), result: JSON.stringify(result), now: clock() }).changes
-        if (changes === 1) dropCheckpointStmt.run(attempt.id)
+        const now = clock()
+        const changes = doneStmt.run({ ...fence(attempt), result: JSON.stringify(result), now }).changes
+        if (changes === 1) {
+          dropCheckpointStmt.run(attempt.id)
+          const { elapsedMs, gflops } = result as { elapsedMs?: unknown, gflops?: unknown }
+          const started = getStmt.get(attempt.id)?.started_at
+          record(attempt.id, 'done', {
+            elapsedMs: typeof elapsedMs === 'number' ? elapsedMs : started ? now - started : undefined,
+            gflops: typeof gflops === 'number' ? gflops : undefined
+          })
+        }
         return fenced(changes, undefined)
       }).immediate()
     },
@@ -441,14 +636,17 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     fail (attempt: Attempt, error: string): Fenced<void> {
       return db.transaction(() => {
         const changes = failStmt.run({ ...fence(attempt), error, now: clock() }).changes
-        if (changes === 1) dropCheckpointStmt.run(attempt.id)
+        if (changes === 1) {
+          dropCheckpointStmt.run(attempt.id)
+          record(attempt.id, 'failed', { reason: error })
+        }
         return fenced(changes, undefined)
       }).immediate()
     },
 
     /** The worker stopped as requested: canceled, timed out, or released back to pending. */
     stopped (attempt: Attempt, request: StopRequest): Fenced<void> {
-      return db.transaction(() => fenced(settleStop(attempt, request) ? 1 : 0, undefined)).immediate()
+      return fenced(settleStop(attempt, request, request === 'release' ? 'the worker checkpointed and gave it back' : undefined) ? 1 : 0, undefined)
     },
 
     // ---- operations --------------------------------------------------------------------------------------

@@ -117,7 +117,7 @@ async function runJob (row: JobRow): Promise<Ending> {
     jobLog.warn('job was taken over by another attempt while this worker was not heard from; stopping without writing')
     return 'lost'
   }
-  const first = store.beat(attempt, { step: row.step, progress: row.progress, pid: process.pid, pidStart: processStartTime() })
+  const first = store.begin(attempt, { step: row.step, progress: row.progress, pid: process.pid, pidStart: processStartTime() })
   if (!first.ok) return lost()
   if (first.value) {
     // Asked to stop before it started (canceled, timed out or released while this worker was booting): nothing
