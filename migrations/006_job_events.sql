@@ -27,5 +27,7 @@ END;
 CREATE INDEX jobs_type_id ON jobs (type, id);
 CREATE INDEX jobs_status_type_id ON jobs (status, type, id);
 CREATE INDEX jobs_created ON jobs (created_at);
+-- A bulk retry skips a job already retried: found by the job it retries.
+CREATE INDEX jobs_retry_of ON jobs (retry_of) WHERE retry_of IS NOT NULL;
 CREATE INDEX jobs_status_created ON jobs (status, created_at);
 CREATE INDEX jobs_finished ON jobs (finished_at, status) WHERE finished_at IS NOT NULL;

@@ -39,11 +39,14 @@ export function filterQuery (filter) {
   return params.toString()
 }
 
+/** Lower case for A–Z only: the server's LIKE folds ASCII letters alone, and the page must select what it does. */
+const asciiLower = (text) => text.replace(/[A-Z]/g, (c) => c.toLowerCase())
+
 /** Whether a job (as the API returns it) is one the filter selects. */
 export function matchesFilter (job, filter) {
   if (filter.status?.length && !filter.status.includes(job.status)) return false
   if (filter.type && job.type !== filter.type) return false
-  if (filter.name && !(job.name ?? '').toLowerCase().includes(filter.name.toLowerCase())) return false
+  if (filter.name && !asciiLower(job.name ?? '').includes(asciiLower(filter.name))) return false
   const created = Date.parse(job.createdAt)
   if (filter.createdFrom && created < Date.parse(filter.createdFrom)) return false
   if (filter.createdTo && created >= Date.parse(filter.createdTo)) return false

@@ -44,8 +44,10 @@ export async function readJobLogLines (file: string, jobId: number, { maxBytes =
       }
       if (parsed.jobId !== jobId) continue
       const { time, level, msg, jobId: _id, pid: _pid, hostname: _host, ...rest } = parsed
+      const at = typeof time === 'number' ? time : Date.parse(String(time))
       lines.push({
-        time: new Date(typeof time === 'number' ? time : Date.parse(String(time))).toISOString(),
+        // A job type may log a `time` of its own: shown as it is when it is not a date.
+        time: Number.isFinite(at) && Math.abs(at) <= 8.64e15 ? new Date(at).toISOString() : String(time).slice(0, 100),
         level: LEVELS[level as number] ?? String(level),
         msg: String(msg ?? ''),
         fields: JSON.stringify(rest).slice(0, 1000)

@@ -17,4 +17,6 @@ t.test('the lines of one job, from the end of the file only', async (t) => {
   const tail = await readJobLogLines(file, 7, { maxBytes: 2000, maxLines: 1000 })
   t.ok(tail.bytesRead <= 2000 && tail.lines.length < 20 && tail.lines.at(-1)?.msg === 'line 299', `only the last 2000 bytes read (${tail.lines.length} lines)`)
   t.same(await readJobLogLines(join(dir, 'missing'), 7), { lines: [], bytesRead: 0 }, 'a missing file reads as empty')
+  writeFileSync(file, JSON.stringify({ level: 30, time: 'soon', jobId: 8, msg: 'a job type\'s own time field' }) + '\n')
+  t.same((await readJobLogLines(file, 8)).lines.map((l) => l.time), ['soon'], 'a time that is not a date is shown as it is, not a 500')
 })

@@ -15,6 +15,11 @@ import { BulkBody, BulkReply, CountsReply, ErrorReply, FilterQuery, IdParams, Jo
 import { createSubmitContext, createSubmitValidator, submitDocSchema } from './submit.js'
 
 /** What the job routes need. */
+/** A bulk action in progress logs what it has done at most this often (ms). */
+const BULK_PROGRESS_LOG_MS = 5000
+/** Reads of the log file at once; a further request is answered 429 (each read is up to 1 MiB). */
+const LOG_READS_AT_ONCE = 2
+
 export interface JobRoutesOptions {
   store: JobStore
   scheduler: Pick<Scheduler, 'wake'>
@@ -117,6 +122,10 @@ export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (instance, 
   })
 
   let bulkRunning = false
+  // A bulk action stops between two batches when the server closes: close() waits for requests in flight, and a
+  // bulk over every job could outlast the shutdown grace, so that running jobs would never be released.
+  const closing = new AbortController()
+  app.addHook('preClose', (done) => { closing.abort(); done() })
   app.post('/api/jobs/bulk', {
     schema: {
       summary: 'Cancel, retry or delete every job matching a filter',
@@ -130,8 +139,22 @@ export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (instance, 
     if (bulkRunning) return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: 'another bulk action is running; try again when it has finished' })
     bulkRunning = true
     try {
-      const outcome = await runBulk(store, req.body.action, filter, { maxPending: config.maxPending })
-      req.log.info({ event: 'bulk', action: req.body.action, filter: req.body.filter, matched: outcome.matched, changed: outcome.changed, skipped: outcome.skippedTotal }, `bulk ${req.body.action}`)
+      const about = { event: 'bulk', action: req.body.action, filter: req.body.filter }
+      req.log.info(about, `bulk ${req.body.action} started`)
+      let logged = Date.now()
+      const outcome = await runBulk(store, req.body.action, filter, {
+        maxPending: config.maxPending,
+        signal: closing.signal,
+        // What is done so far reaches the log every few seconds: the answer comes only at the end.
+        onBatch: (so) => {
+          if (Date.now() - logged < BULK_PROGRESS_LOG_MS) return
+          logged = Date.now()
+          req.log.info({ ...about, matched: so.matched, changed: so.changed, skipped: so.skippedTotal }, `bulk ${req.body.action} in progress`)
+        }
+      })
+      const figures = { ...about, matched: outcome.matched, changed: outcome.changed, skipped: outcome.skippedTotal }
+      if (outcome.interrupted) req.log.warn(figures, `bulk ${req.body.action} interrupted: the server is closing`)
+      else req.log.info(figures, `bulk ${req.body.action}`)
       if (outcome.changed > 0) scheduler.wake()
       return outcome
     } finally {
@@ -153,20 +176,29 @@ export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (instance, 
     return { jobId: row.id, events: store.events(row.id).map((e) => toJobEvent(e, row.steps)) }
   })
 
+  let logReads = 0
   app.get('/api/jobs/:id/log', {
     schema: {
       summary: 'A job\'s log lines',
       description: 'The server\'s and the workers\' JSON log lines with this jobId, from LOG_FILE (its last MiB, at most 200 lines); empty with `logFile: false` when the log goes to stdout.',
       tags: ['jobs'],
       params: IdParams,
-      response: { 200: JobLogReply, 400: ErrorReply, 404: ErrorReply }
+      response: { 200: JobLogReply, 400: ErrorReply, 404: ErrorReply, 429: ErrorReply }
     }
   }, async (req, reply) => {
     const row = store.get(req.params.id)
     if (!row) return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `job ${req.params.id} not found` })
     if (!config.logFile) return { jobId: row.id, logFile: false, bytesRead: 0, lines: [] }
-    const { lines, bytesRead } = await readJobLogLines(config.logFile, row.id)
-    return { jobId: row.id, logFile: true, bytesRead, lines }
+    if (logReads >= LOG_READS_AT_ONCE) {
+      return reply.code(429).header('retry-after', '1').send({ statusCode: 429, error: 'Too Many Requests', message: `the log is being read by ${logReads} requests; try again in a second` })
+    }
+    logReads++
+    try {
+      const { lines, bytesRead } = await readJobLogLines(config.logFile, row.id)
+      return { jobId: row.id, logFile: true, bytesRead, lines }
+    } finally {
+      logReads--
+    }
   })
 
   app.get('/api/jobs/:id', {

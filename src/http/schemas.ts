@@ -113,7 +113,8 @@ export const BulkReply = Type.Object({
   matched: Type.Integer({ description: 'jobs the filter matched' }),
   changed: Type.Integer({ description: 'jobs canceled (or asked to stop), retried or deleted' }),
   skipped: Type.Array(Type.Object({ id: Type.Integer(), reason: Type.String() }), { description: 'the first 100 jobs left as they were, with why' }),
-  skippedTotal: Type.Integer({ description: 'all jobs left as they were' })
+  skippedTotal: Type.Integer({ description: 'all jobs left as they were' }),
+  interrupted: Type.Boolean({ description: 'true when the server began to close before every matching job was visited: the figures are what was done' })
 })
 
 /** GET /api/jobs/:id/events. */

@@ -15,6 +15,9 @@ export interface JobFilter {
   createdFrom?: number
   /** Created before this time. */
   createdTo?: number
+  /** The run of ids created in the range above, resolved once (store.resolveCreated) by an action that reads many
+   *  pages, so each page does not search the range again. Never from a request. */
+  createdIds?: { min: number, max: number }
 }
 
 /** A filter's conditions other than status, as SQL over `jobs` with named binds, and the binds. */
@@ -29,6 +32,13 @@ export interface FilterSql {
 
 /** `text` as a LIKE pattern matching any name that contains it (%, _ and \ taken literally). */
 export const containsPattern = (text: string): string => `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`
+
+/**
+ * The lowest or highest id created in a range, read on the created_at index: without INDEXED BY the planner may walk
+ * the table in id order to find a min or max, which reads every row when the range holds none.
+ */
+export const createdIdSql = (which: 'min' | 'max', range: readonly string[]): string =>
+  `SELECT ${which}(id) FROM jobs INDEXED BY jobs_created WHERE ${range.join(' AND ')}`
 
 /**
  * The SQL of a filter's conditions except status (each status is queried on its own, see store.list). For a page
@@ -63,10 +73,13 @@ export function filterSql (filter: JobFilter, forCount = false): FilterSql {
     shape += 'u'
   }
   if (range.length > 0 && forCount) parts.push(...range)
-  else if (range.length > 0) {
-    const inRange = range.join(' AND ')
-    parts.push(`id >= coalesce((SELECT min(id) FROM jobs WHERE ${inRange}), 0)`,
-      `id <= coalesce((SELECT max(id) FROM jobs WHERE ${inRange}), 0)`,
+  else if (range.length > 0 && filter.createdIds) {
+    parts.push('id >= @fIdMin', 'id <= @fIdMax', ...range.map((r) => `+${r}`))
+    binds.fIdMin = filter.createdIds.min
+    binds.fIdMax = filter.createdIds.max
+    shape += 'r'
+  } else if (range.length > 0) {
+    parts.push(`id >= coalesce((${createdIdSql('min', range)}), 0)`, `id <= coalesce((${createdIdSql('max', range)}), 0)`,
       ...range.map((r) => `+${r}`))
   }
   return { where: parts.map((p) => ` AND ${p}`).join(''), binds, shape }

@@ -2,7 +2,7 @@ import type Database from 'better-sqlite3'
 import type { Db } from '../db.js'
 import { ConflictError, NotFoundError, QueueFullError } from '../errors.js'
 import type { JobEventDetail, JobEventKind, JobEventRow, StopRequester } from './history.js'
-import { filterSql, type JobFilter } from './job-filter.js'
+import { createdIdSql, filterSql, type JobFilter } from './job-filter.js'
 import { type Checkpoint, FINAL_STATUSES, JOB_STATUSES, type Job, type JobRow, type JobStatus, type NewJob, type StopRequest } from './types.js'
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString())
@@ -300,6 +300,7 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
   }).immediate()
 
   /** One job of a bulk action, inside its batch's transaction: what was done, or why it was skipped. */
+  const retriedAsStmt = db.prepare<[number], number>('SELECT id FROM jobs WHERE retry_of = ? ORDER BY id LIMIT 1').pluck()
   const bulkOne = (row: JobRow, action: BulkAction, room: { pending: number, max: number }): string | null => {
     const { id, status } = row
     if (action === 'cancel') {
@@ -322,6 +323,8 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
       return null
     }
     if (status !== 'failed' && status !== 'canceled') return `${status}: only failed or canceled jobs can be retried`
+    const retried = retriedAsStmt.get(id)
+    if (retried !== undefined) return `already retried as job ${retried}`
     if (room.pending >= room.max) return `the queue is full: ${room.pending} jobs are pending (MAX_PENDING=${room.max})`
     insertJob(retryOf(row))
     room.pending++
@@ -396,6 +399,17 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
      * changed as the single-job routes would (cancel, retry, delete) or skipped with the reason, in one short
      * transaction. Call again with the returned cursor until it is null.
      */
+    /** `filter` with its creation range resolved to the run of ids created in it, searched once (for a bulk
+     *  action, whose batches would each search it again); unchanged without a range. */
+    resolveCreated (filter: JobFilter): JobFilter {
+      if (filter.createdFrom === undefined && filter.createdTo === undefined) return filter
+      const range = [...(filter.createdFrom !== undefined ? ['created_at >= @fFrom'] : []), ...(filter.createdTo !== undefined ? ['created_at < @fTo'] : [])]
+      const binds = { fFrom: filter.createdFrom, fTo: filter.createdTo }
+      const bounds = db.prepare(`SELECT (${createdIdSql('min', range)}) AS min, (${createdIdSql('max', range)}) AS max`)
+        .get(Object.fromEntries(Object.entries(binds).filter(([, v]) => v !== undefined))) as { min: number | null, max: number | null }
+      return { ...filter, createdIds: { min: bounds.min ?? 0, max: bounds.max ?? 0 } }
+    },
+
     bulkBatch (action: BulkAction, filter: JobFilter, cursor: number, batch: number, maxPending: number): BulkBatch {
       return db.transaction((): BulkBatch => {
         const rows = matching<JobRow>(filter, cursor, batch, '*')

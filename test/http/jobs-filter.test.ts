@@ -146,7 +146,7 @@ t.test('retry all failed retries exactly the failed jobs matching, over several 
   t.equal(counted, failed.length, `the API counts ${failed.length} failed lyapunov jobs`)
   const res = await app.inject({ method: 'POST', url: '/api/jobs/bulk', payload: { action: 'retry', filter: { status: ['failed'], type: 'lyapunov' } } })
   t.equal(res.statusCode, 200, '200')
-  t.same(res.json(), { matched: failed.length, changed: failed.length, skipped: [], skippedTotal: 0 }, 'every matched job retried')
+  t.same(res.json(), { matched: failed.length, changed: failed.length, skipped: [], skippedTotal: 0, interrupted: false }, 'every matched job retried')
   const retries = db.prepare('SELECT retry_of FROM jobs WHERE retry_of IS NOT NULL ORDER BY retry_of').pluck().all()
   t.same(retries, [...failed].sort((a, b) => a - b), 'one new job for each failed lyapunov job, and none other')
   t.equal(JSON.stringify(db.prepare(`SELECT * FROM jobs WHERE id IN (${others.join(',')})`).all()), othersBefore, 'the other jobs are untouched')
@@ -154,6 +154,35 @@ t.test('retry all failed retries exactly the failed jobs matching, over several 
     others.filter((id) => store.get(id)!.status === 'pending' && store.get(id)!.type === 'lyapunov').length + failed.length, 'the API counts the new pending jobs')
   const changes = store.changesAfter(seqBefore, 5000)
   t.equal(changes.length, failed.length, 'every new job is on the live stream')
+})
+
+t.test('a second "retry all failed" retries nothing: each failed job already has its retry', async (t) => {
+  const { app, make, db } = await setup(t)
+  const failed = [make('failed'), make('failed'), make('failed')]
+  const first = (await app.inject({ method: 'POST', url: '/api/jobs/bulk', payload: { action: 'retry', filter: { status: ['failed'] } } })).json()
+  t.equal(first.changed, 3, 'the first retries all three')
+  const retries = db.prepare('SELECT id, retry_of FROM jobs WHERE retry_of IS NOT NULL ORDER BY retry_of').all() as Array<{ id: number, retry_of: number }>
+  const again = (await app.inject({ method: 'POST', url: '/api/jobs/bulk', payload: { action: 'retry', filter: { status: ['failed'] } } })).json()
+  t.equal(again.changed, 0, 'the second retries none')
+  t.same(again.skipped.sort((a: { id: number }, b: { id: number }) => a.id - b.id), retries.map((r) => ({ id: r.retry_of, reason: `already retried as job ${r.id}` })), 'each skipped, naming its retry')
+  t.equal(db.prepare('SELECT count(*) FROM jobs WHERE retry_of IS NOT NULL').pluck().get(), failed.length, 'still one retry per failed job')
+})
+
+t.test('a bulk action pauses between batches and stops between two when the server closes', async (t) => {
+  const { store, make } = await setup(t)
+  const { runBulk, BULK_MIN_PAUSE_MS } = await import('../../src/jobs/bulk.js')
+  for (let i = 0; i < 60; i++) make('failed')
+  const at: number[] = []
+  const paced = await runBulk(store, 'delete', {}, { maxPending: 1000, batch: 10, onBatch: () => at.push(performance.now()) })
+  t.equal(paced.changed, 60, 'all 60 deleted, in 6 batches')
+  const gaps = at.slice(1).map((x, i) => x - at[i])
+  t.ok(gaps.every((g) => g >= BULK_MIN_PAUSE_MS - 1), `a pause of at least ${BULK_MIN_PAUSE_MS} ms between two batches (${gaps.map((g) => g.toFixed(1)).join(', ')} ms)`)
+
+  for (let i = 0; i < 60; i++) make('failed')
+  const closing = new AbortController()
+  const cut = await runBulk(store, 'delete', {}, { maxPending: 1000, batch: 10, signal: closing.signal, onBatch: (so) => { if (so.changed >= 20) closing.abort() } })
+  t.match(cut, { changed: 20, matched: 20, interrupted: true }, 'stopped after the batch in which the server began to close')
+  t.equal(store.counts({}).failed, 40, 'the rest is left as it was')
 })
 
 t.test('bulk delete skips running and pending jobs with a reason; cancel asks running jobs to stop', async (t) => {
@@ -171,20 +200,39 @@ t.test('bulk delete skips running and pending jobs with a reason; cancel asks ru
       { id: pending, reason: 'pending: only finished jobs can be deleted (cancel it first)' },
       { id: running, reason: 'running: only finished jobs can be deleted (cancel it first)' }
     ],
-    skippedTotal: 2
+    skippedTotal: 2,
+    interrupted: false
   }, 'finished jobs deleted, the others skipped with why')
   t.same(db.prepare('SELECT id FROM jobs ORDER BY id').pluck().all(), [running, pending], 'the running and pending jobs remain')
   t.same(store.changesAfter(seqBefore).map((c) => c.deleted).sort(), [done, failed].sort(), 'each delete is on the live stream')
   t.equal(db.prepare(`SELECT count(*) FROM job_events WHERE job_id IN (${done}, ${failed})`).pluck().get(), 0, 'their history went with them')
 
   const cancel = (await app.inject({ method: 'POST', url: '/api/jobs/bulk', payload: { action: 'cancel', filter: { status: ['pending', 'running'] } } })).json()
-  t.same(cancel, { matched: 2, changed: 2, skipped: [], skippedTotal: 0 }, 'both canceled')
+  t.same(cancel, { matched: 2, changed: 2, skipped: [], skippedTotal: 0, interrupted: false }, 'both canceled')
   t.equal(store.get(pending)?.status, 'canceled', 'pending: canceled at once')
   t.equal(store.get(running)?.stop_request, 'cancel', 'running: asked to stop')
   t.match(store.events(running).at(-1), { kind: 'stop-requested', detail: '{"request":"cancel","by":"bulk"}' }, 'in its history, by a bulk action')
   const again = (await app.inject({ method: 'POST', url: '/api/jobs/bulk', payload: { action: 'cancel', filter: {} } })).json()
   t.same(again.changed, 0, 'canceling again changes nothing')
   t.same(again.skipped.map((s: { reason: string }) => s.reason).sort(), ['already asked to stop (cancel)', 'already canceled'], 'and says why')
+})
+
+t.test('log lines are read by two requests at a time; more are told to come back', async (t) => {
+  const dir = t.testdir({})
+  const { writeFileSync } = await import('node:fs')
+  const { join } = await import('node:path')
+  const logFile = join(dir, 'big.log')
+  writeFileSync(logFile, Array.from({ length: 8000 }, (_, i) => JSON.stringify({ level: 30, time: 1, jobId: i % 3 + 1, msg: `line ${i}`, pad: 'x'.repeat(100) })).join('\n') + '\n')
+  const { app, make } = await setup(t, { LOG_FILE: logFile })
+  const id = make('done')
+  const answers = await Promise.all(Array.from({ length: 8 }, () => app.inject({ url: `/api/jobs/${id}/log` })))
+  const codes = answers.map((a) => a.statusCode)
+  t.ok(codes.filter((c) => c === 200).length >= 2, `some read (${codes.join(' ')})`)
+  t.ok(codes.every((c) => c === 200 || c === 429), 'the others 429')
+  t.ok(codes.includes(429), 'eight at once are more than the log is read by')
+  const busy = answers.find((a) => a.statusCode === 429)
+  t.equal(busy?.headers['retry-after'], '1', 'with Retry-After')
+  t.equal((await app.inject({ url: `/api/jobs/${id}/log` })).statusCode, 200, 'once they are done, a read goes through')
 })
 
 t.test('the skipped list is bounded', async (t) => {
@@ -229,6 +277,13 @@ t.test('filtered pages and counts read through indexes', async (t) => {
     ['SELECT CAST((finished_at - 0) / 60000 AS INTEGER) AS minute, status, count(*) AS c FROM jobs WHERE finished_at >= 0 AND finished_at IS NOT NULL GROUP BY minute, status', /USING COVERING INDEX jobs_finished/]
   ]
   cases.push(["SELECT count(*) FROM jobs WHERE status = 'done' AND created_at >= 0 AND created_at < 5", /USING COVERING INDEX jobs_status_created/])
+  // One bound only: without the index forced, min(id) walks the table in id order and reads it all for an empty range.
+  const { createdIdSql } = await import('../../src/jobs/job-filter.js')
+  cases.push([createdIdSql('min', ['created_at >= 9e15']), /SEARCH jobs USING COVERING INDEX jobs_created \(created_at>\?\)/])
+  cases.push([createdIdSql('max', ['created_at < 5']), /SEARCH jobs USING COVERING INDEX jobs_created \(created_at<\?\)/])
+  const resolved = filterSql({ createdFrom: 0, createdTo: 5, createdIds: { min: 1, max: 9 } })
+  cases.push([`SELECT * FROM jobs WHERE id < 1e15${resolved.where.replace(/@fFrom/g, '0').replace(/@fTo/g, '5').replace('@fIdMin', '1').replace('@fIdMax', '9')} ORDER BY id DESC LIMIT 51`,
+    /^SEARCH jobs USING INTEGER PRIMARY KEY \(rowid>\? AND rowid<\?\)$/])
   const created = filterSql({ createdFrom: 0, createdTo: 5 })
   cases.push([`SELECT * FROM jobs WHERE id < 1e15${created.where.replace(/@fFrom/g, '0').replace(/@fTo/g, '5')} ORDER BY id DESC LIMIT 51`,
     /SEARCH jobs USING INTEGER PRIMARY KEY \(rowid>\? AND rowid<\?\).*SEARCH jobs USING COVERING INDEX jobs_created.*SEARCH jobs USING COVERING INDEX jobs_created/])

@@ -22,6 +22,8 @@ t.test('live updates keep only the jobs that match', async (t) => {
   t.notOk(matchesFilter(job, { status: ['done'] }), 'another status')
   t.notOk(matchesFilter(job, { type: 'matmul' }), 'another type')
   t.notOk(matchesFilter({ ...job, name: null }, { name: 'n' }), 'no name never contains text')
+  t.notOk(matchesFilter({ ...job, name: 'Überlauf 0' }, { name: 'über' }), 'case folds A–Z only, as the server\'s LIKE: Ü is not ü')
+  t.ok(matchesFilter({ ...job, name: 'Überlauf 0' }, { name: 'ÜBER' }), 'the same letters match')
   t.ok(matchesFilter(job, { createdFrom: '2026-12-01T12:00:00.000Z' }), 'from is inclusive')
   t.notOk(matchesFilter(job, { createdTo: '2026-12-01T12:00:00.000Z' }), 'to is exclusive')
 })
