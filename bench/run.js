@@ -5,7 +5,7 @@
 //   node bench/run.js compute     one or more by name: compute, boot, submit, server, throughput, sse, matrices
 //   node bench/run.js --doc-only  rewrite docs/benchmarks.md from the stored results
 import { spawn } from 'node:child_process'
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { loadavg, machine, printRows, RESULTS_DIR, ROOT, verdict } from './lib.js'
@@ -31,7 +31,7 @@ physical anchor: the mathjs product and a plain typed-array loop, both scalar Ja
   },
   {
     name: 'boot',
-    limit: 150,
+    limit: 420,
     title: 'Worker boot and worker memory',
     method: `Forks dist/jobs/worker.js exactly as \`scheduler.spawnWorker\` does (token in argv, NONSTOP_* environment,
 ipc channel, niceness 10), claims a tiny job for its token through the store at once, as the scheduler does when it
@@ -206,8 +206,8 @@ with \`createRequire\` after deserialization, and the scheduler would need to bu
 fall back to a plain fork when it is missing or stale.
 `
 
-function readResult (name) {
-  const file = join(RESULTS_DIR, `${name}.json`)
+function readResult (name, dir = RESULTS_DIR) {
+  const file = join(dir, `${name}.json`)
   if (!existsSync(file)) return null
   try {
     return JSON.parse(readFileSync(file, 'utf8'))
@@ -280,6 +280,19 @@ function writeDoc () {
       continue
     }
     for (const r of result.rows) out.push(`| ${bench.name} | ${cell(r.metric)} | ${cell(r.target)} | ${cell(r.measured)} | ${verdict(r.pass)} |`)
+  }
+  out.push('', `The table above is the latest run of each bench, on whichever Node ran it (${[...new Set(results.filter((r) => r.result).map((r) => r.result.machine.node))].join(', ')}).`, '')
+  // Each Node major version's latest run of every bench (bench/results/node<major>/), side by side.
+  const versions = existsSync(RESULTS_DIR) ? readdirSync(RESULTS_DIR).filter((d) => /^node\d+$/.test(d)).sort((a, b) => Number(b.slice(4)) - Number(a.slice(4))) : []
+  for (const v of versions) {
+    const dir = join(RESULTS_DIR, v)
+    const runs = BENCHES.map((b) => ({ bench: b, result: readResult(b.name, dir) })).filter((x) => x.result)
+    if (runs.length === 0) continue
+    out.push(`### Node ${v.slice(4)}: latest run of each bench`, '', '| bench | run (load average at its end) | metric | target | measured | result |', '|---|---|---|---|---|---|')
+    for (const { bench, result } of runs) {
+      for (const r of result.rows) out.push(`| ${bench.name} | ${result.machine.node}, ${result.machine.date} (${result.loadavg}) | ${cell(r.metric)} | ${cell(r.target)} | ${cell(r.measured)} | ${verdict(r.pass)} |`)
+    }
+    out.push('')
   }
   out.push('', FINDINGS, COMPUTE_PROFILE)
   for (const { bench, result } of results) {

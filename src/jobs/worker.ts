@@ -246,7 +246,7 @@ function storable (saved: Checkpoint): { step: number, state: Buffer } {
 
 // No top-level await: the bundled worker (scripts/build-worker.js) is a CommonJS file, which spares every worker
 // the ES module loader's start-up.
-void (async () => {
+async function main (): Promise<never> {
   const row = await waitForAssignment()
   idle = false
   // A busy database on the first or last write (outside runJob's own catch) is also left to be resumed.
@@ -254,4 +254,7 @@ void (async () => {
   db.close()
   // Non-zero when the job did not end here: failed (1), or left to be resumed (3).
   process.exit(ending === 'failed' ? 1 : ending === 'abandoned' ? 3 : 0)
-})()
+}
+
+// A rejection is not caught: Node ends the process with code 1 and the error, as a top-level await did.
+main().catch((err: unknown) => { throw err })
