@@ -14,7 +14,7 @@ import { loadavg, machine, printRows, RESULTS_DIR, ROOT, verdict } from './lib.j
 export const BENCHES = [
   {
     name: 'compute',
-    limit: 300,
+    limit: 900,
     title: 'Compute: the job\'s matrix product',
     method: `One step of a job is C' = M_k·C with n×n Gaussian matrices. The job computes it 32 columns at a time with
 \`math.multiply(block, column)\` on 32-row blocks of M_k and columns of C, mathjs DenseMatrix objects of datatype
