@@ -216,7 +216,7 @@ per-version tables below give each run's load.
 | same, from CPU time: 2-thread CPU GF/s ÷ 1-thread (ceiling 2× this on 2 idle cores) | — | 0.90 (→ ≤ 1.8×) | 0.99 (→ ≤ 2.0×) |
 | 2-thread job ÷ stock \`math.multiply\`, wall | ≥ 4× | 2.8× — not met as measured | 5.0× |
 | worker start CPU, whole tiny-job worker (bundle) | ≤ 0.15 s | 290 ms (empty Node 104 ms; plain module 350) | 284 ms at load 23 (empty Node 124; plain 345); 433 ms at load 18–21 (empty Node 180; plain 545) |
-| 2000 tiny jobs drained, MAX_CONCURRENCY=2 | ≥ 10 jobs/s | 0.8 jobs/s (load 22–24) | 0.5 jobs/s (load 24–28) |
+| 2000 tiny jobs drained, MAX_CONCURRENCY=2 | ≥ 10 jobs/s | 0.8 jobs/s (load 22–24); 1.7 jobs/s re-run at load 10 | 0.5 jobs/s (load 24–28); 2.4 jobs/s re-run at load 7–9 with the 3 → 10 ms claim poll |
 | API p99 under autocannon, idle → both cores computing | ≤ 3× idle, ≤ 50 ms | GET /api/jobs 141 → 234 ms (1.66×), GET / 79 → 100 ms (1.26×) | GET /api/jobs 310 → 283 ms (0.91×), GET / 216 → 271 ms (1.25×) |
 | worker peak RSS n = 1000, 1 / 2 threads | report | 146 / 186 MB | 146 / 163 MB |
 | worker peak RSS n = 2000, 1 / 2 threads (through the first checkpoint) | report | 284 / 340 MB | 277 / 324 MB |
@@ -240,7 +240,12 @@ load, against 20–21 ms measured on a quieter machine before (README).
   CPU and 98–162 ms of server CPU (submits included) per job at load 22–28, i.e. at most 3.6–4.2 jobs/s even if the
   two cores were all ours; they were not. The scheduler is not the limit (a freed slot is re-claimed 115–187 ms after
   its job ends at this load, 15–74 ms at lower load; a booted spare picks up a claim in 15 ms on Node 24). On a quiet
-  machine the same scaling gives ~7–9 jobs/s, short of 10.
+  machine the same scaling gives ~7–9 jobs/s, short of 10. Re-run at lower load (15:00 UTC): Node 24 1.7 jobs/s at
+  load 10 (worker 373 ms + server 50 ms of CPU per job, ceiling 4.7/s), Node 20 2.4 jobs/s at load 7–9 (375 + 48 ms,
+  ceiling 4.7/s; a freed slot re-claimed after 44 ms p50).
+- *Found on the way:* a waiting worker polled for its claim every 3 ms, which cost it ~65 ms of CPU per second of
+  waiting (a worker claimed after 3 s used ~200 ms more CPU than one claimed at once); it now backs off from 3 to
+  10 ms (in the same run: +32 ms instead of +200 ms for a 3 s wait). Only the Node 20 throughput re-run has it.
 `
 
 /** Worker-start findings (issue 13, part 4), measured separately; the boot and throughput tables are the bench's. */
