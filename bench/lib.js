@@ -91,6 +91,10 @@ export function report (name, outcome) {
   mkdirSync(RESULTS_DIR, { recursive: true })
   const full = { name, machine: machine(), loadavg: loadavg(), ...outcome }
   writeFileSync(join(RESULTS_DIR, `${name}.json`), JSON.stringify(full, null, 2))
+  // Also kept per Node major version, so that docs/benchmarks.md can show each version's latest run.
+  const byNode = join(RESULTS_DIR, `node${process.versions.node.split('.')[0]}`)
+  mkdirSync(byNode, { recursive: true })
+  writeFileSync(join(byNode, `${name}.json`), JSON.stringify(full, null, 2))
   printRows(name, outcome.rows)
   return full
 }

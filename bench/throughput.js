@@ -83,12 +83,12 @@ export async function run () {
     breakdown.cpuCeilingJobsPerS = round(ceiling, 1)
     const rows = [
       { metric: 'submits: accepted / refused (429) / 5xx / other', target: '5xx = 0', measured: `${codes.accepted} / ${codes.refused} / ${codes.serverErrors} / ${codes.other} in ${round(submitMs / 1000, 1)} s`, pass: codes.serverErrors === 0 },
-      { metric: `drain rate, ${JOBS} tiny jobs, MAX_CONCURRENCY=2`, target: '≥ 15 jobs/s', measured: `${round(drainRate, 1)} jobs/s (steady state ${round(steadyRate, 1)}; ${done} done in ${round((lastFinish - t0) / 1000, 1)} s)`, pass: drainRate >= 15 },
+      { metric: `drain rate, ${JOBS} tiny jobs, MAX_CONCURRENCY=2`, target: '≥ 10 jobs/s', measured: `${round(drainRate, 1)} jobs/s (steady state ${round(steadyRate, 1)}; ${done} done in ${round((lastFinish - t0) / 1000, 1)} s)`, pass: drainRate >= 10 },
       { metric: 'per job: claim → first heartbeat, p50 (p90)', target: '—', measured: `${breakdown.claimToFirstBeatP50} ms (${breakdown.claimToFirstBeatP90}); ${breakdown.claimsServedBySpare} claims went to a booted spare`, pass: null },
       { metric: 'per job: first heartbeat → done, p50', target: '—', measured: `${breakdown.beatToFinishP50} ms`, pass: null },
       { metric: 'per slot: job done → next claim, p50 (p90)', target: '—', measured: `${breakdown.finishToNextClaimP50} ms (${breakdown.finishToNextClaimP90})`, pass: null },
       { metric: 'CPU per job: worker process (fork to exit) / server', target: '—', measured: `${breakdown.workerCpuPerJobMs} ms / ${breakdown.serverCpuPerJobMs} ms (includes the submits)`, pass: null },
-      { metric: 'CPU-bound ceiling with one process per job, all cores', target: '≥ 15 jobs/s', measured: `${breakdown.cpuCeilingJobsPerS} jobs/s`, pass: ceiling >= 15 }
+      { metric: 'CPU-bound ceiling with one process per job, all cores', target: '≥ 10 jobs/s', measured: `${breakdown.cpuCeilingJobsPerS} jobs/s`, pass: ceiling >= 10 }
     ]
     return {
       rows,

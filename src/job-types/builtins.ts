@@ -1,7 +1,7 @@
 /**
  * The built-in job types: one module each in this folder, named like the type, default-exporting its definition.
- * Adding a built-in is one line here (and its module). Nothing is imported from this list: the server loads every
- * module at start, a worker only the one of its job.
+ * Adding a built-in is one line here and one in resolve.ts's BUILT_IN_IMPORTS (and its module). Nothing is
+ * imported from this list: the server loads every module at start, a worker only the one of its job.
  */
 export const BUILT_IN_TYPES: readonly string[] = [
   'lyapunov',

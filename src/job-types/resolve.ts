@@ -8,13 +8,26 @@ import { BUILT_IN_TYPES, builtInModule } from './builtins.js'
 import type { JobTypeDefinition } from '../jobs/contract.js'
 import { checkDefinitionShape } from './definition.js'
 
+/** The built-ins' modules (src/job-types/builtins.ts lists them), imported by name. */
+const BUILT_IN_IMPORTS: Readonly<Record<string, () => Promise<unknown>>> = {
+  lyapunov: () => import('./lyapunov.js'),
+  matmul: () => import('./matmul.js'),
+  matpow: () => import('./matpow.js')
+}
+
 /** Imports and checks the definition of type `name`; throws an Error saying why it cannot. */
 export async function importJobType (name: string, userModules: Record<string, string>): Promise<JobTypeDefinition> {
   let url: string
-  if (BUILT_IN_TYPES.includes(name)) url = builtInModule(name).href
-  else if (Object.hasOwn(userModules, name)) url = pathToFileURL(userModules[name]).href
-  else throw new Error(`job type "${name}" is not loaded by this server (is its module still in JOB_TYPES_DIR?)`)
-  const mod = await import(url) as { default?: unknown }
+  let mod: { default?: unknown }
+  if (BUILT_IN_TYPES.includes(name)) {
+    url = builtInModule(name).href
+    // Static specifiers, so that the bundled worker (scripts/build-worker.js) carries the built-ins inside it
+    // instead of loading a second copy of the modules they share with it.
+    mod = await (BUILT_IN_IMPORTS[name] ?? (() => import(url)))() as { default?: unknown }
+  } else if (Object.hasOwn(userModules, name)) {
+    url = pathToFileURL(userModules[name]).href
+    mod = await import(url) as { default?: unknown }
+  } else throw new Error(`job type "${name}" is not loaded by this server (is its module still in JOB_TYPES_DIR?)`)
   const definition = checkDefinitionShape(mod.default)
   if (definition.name !== name) throw new Error(`the module at ${url} now defines "${definition.name}", not "${name}"`)
   return definition

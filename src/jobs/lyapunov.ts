@@ -1,5 +1,5 @@
 import type { Matrix } from 'mathjs'
-import { DenseMatrix } from './math.js'
+import { mathCore } from './math-core.js'
 import { MAX_THREADS, ProductPool, type SharedBuffers } from './threads/pool.js'
 import { PANEL_WIDTH, type ProductBuffers, ProductKernel } from './threads/product.js'
 
@@ -114,7 +114,7 @@ export function gaussianMatrix (n: number, seed: number, k: number): Matrix {
     for (let j = 0; j < n; j++) row[j] = normal()
     rows[i] = row
   }
-  return new DenseMatrix({ data: rows, size: [n, n], datatype: 'number' })
+  return new mathCore.DenseMatrix({ data: rows, size: [n, n], datatype: 'number' })
 }
 
 // ---------------------------------------------------------------------------------------------------------

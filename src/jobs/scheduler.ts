@@ -1,5 +1,7 @@
 import { type ChildProcess, fork } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { existsSync, readdirSync, statSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Config } from '../config.js'
 import type { Logger } from '../log.js'
@@ -9,6 +11,36 @@ import { type JobRow, WORKER_ENV } from './types.js'
 
 /** The worker entry beside this module, with the extension this process runs (.ts under tests, .js in dist/). */
 export const WORKER_ENTRY = fileURLToPath(new URL(`./worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url))
+
+/** The same worker bundled into one CommonJS file by `npm run build` (scripts/build-worker.js). */
+export const WORKER_BUNDLE = fileURLToPath(new URL('./worker-bundle.cjs', import.meta.url))
+
+/** Newest modification time of the .js files under `dir`. */
+function newestJs (dir: string): number {
+  let newest = 0
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name)
+    if (entry.isDirectory()) newest = Math.max(newest, newestJs(path))
+    else if (entry.name.endsWith('.js')) newest = Math.max(newest, statSync(path).mtimeMs)
+  }
+  return newest
+}
+
+/**
+ * Which worker to fork: the bundle, which starts with less CPU (docs/benchmarks.md, "Worker start"), when it is
+ * there and at least as new as every compiled module (a `tsc --watch` rebuild leaves it stale); else the plain
+ * module, which does the same, with the reason. Under the test runner (.ts) always the plain module.
+ */
+export function chooseWorkerEntry (): { entry: string, bundled: boolean, why?: string } {
+  if (!WORKER_ENTRY.endsWith('.js')) return { entry: WORKER_ENTRY, bundled: false, why: 'running from the TypeScript sources' }
+  try {
+    if (!existsSync(WORKER_BUNDLE)) return { entry: WORKER_ENTRY, bundled: false, why: `${WORKER_BUNDLE} was not built (npm run build without esbuild?)` }
+    if (statSync(WORKER_BUNDLE).mtimeMs < newestJs(dirname(dirname(WORKER_ENTRY)))) return { entry: WORKER_ENTRY, bundled: false, why: `${WORKER_BUNDLE} is older than the compiled modules (run npm run build)` }
+    return { entry: WORKER_BUNDLE, bundled: true }
+  } catch (err) {
+    return { entry: WORKER_ENTRY, bundled: false, why: `cannot check ${WORKER_BUNDLE}: ${String(err)}` }
+  }
+}
 
 /**
  * Node flags of a worker. A smaller young generation: the product allocates row arrays that die young, and V8's
@@ -66,7 +98,7 @@ export interface SchedulerOptions {
   store: JobStore
   config: Config
   log: Logger
-  /** Worker script to fork; defaults to the sibling worker module. */
+  /** Worker script to fork; defaults to the bundled worker, or the sibling worker module (chooseWorkerEntry). */
   workerEntry?: string
   /** Modules of the user job types (name → path), handed to every worker so it imports its job's. */
   jobTypeModules?: Readonly<Record<string, string>>
@@ -80,7 +112,13 @@ export type Scheduler = ReturnType<typeof createScheduler>
  * waiting for the next job), tells it its job only by writing the claim into SQLite, and sees every end:
  * the exit of its own children, and for any worker a heartbeat older than the lease.
  */
-export function createScheduler ({ store, config, log, workerEntry = WORKER_ENTRY, jobTypeModules = {} }: SchedulerOptions) {
+export function createScheduler ({ store, config, log, workerEntry: givenEntry, jobTypeModules = {} }: SchedulerOptions) {
+  let workerEntry = givenEntry ?? WORKER_ENTRY
+  if (givenEntry === undefined) {
+    const chosen = chooseWorkerEntry()
+    workerEntry = chosen.entry
+    if (!chosen.bundled && WORKER_ENTRY.endsWith('.js')) log.warn({ why: chosen.why }, 'forking the plain worker module, not the bundle: each worker starts with more CPU')
+  }
   const children = new Map<string, Child>()
   const stats: SchedulerStats = { forks: 0, lost: 0, requeued: 0, killed: 0 }
   /** Booted workers waiting for a job: one while the queue is empty, one per slot while jobs wait. */

@@ -11,7 +11,7 @@
  * columns are grouped, on the block size, or on which thread computes them.
  */
 import type { Matrix } from 'mathjs'
-import { DenseMatrix, math } from '../math.js'
+import { mathCore as math } from '../math-core.js'
 
 /** Rows of M per mathjs block: one block and a group of columns stay in the core's cache. */
 export const ROW_BLOCK = 32
@@ -19,8 +19,8 @@ export const ROW_BLOCK = 32
 /** Columns per unit of work; also the grouping of the squared norms (part of the result's bits). */
 export const PANEL_WIDTH = 32
 
-const VectorMatrix = DenseMatrix as unknown as new (init: { data: number[], size: [number], datatype: 'number' }) => Matrix
-const BlockMatrix = DenseMatrix as unknown as new (init: { data: number[][], size: [number, number], datatype: 'number' }) => Matrix
+const VectorMatrix = math.DenseMatrix as unknown as new (init: { data: number[], size: [number], datatype: 'number' }) => Matrix
+const BlockMatrix = math.DenseMatrix as unknown as new (init: { data: number[][], size: [number, number], datatype: 'number' }) => Matrix
 
 /** The buffers a product runs on: M (row-major) and the two n×n column-major halves of C / C'. */
 export interface ProductBuffers {

@@ -1,0 +1,75 @@
+// Run by `npm run build` after tsc, on the user's machine, from what is installed (nothing is downloaded):
+//
+// 1. dist/mathjs-core.cjs: mathjs `create()`d with only the factories a worker's product needs (multiply,
+//    DenseMatrix), one tree-shaken CommonJS file. Same mathjs code as the full bundle, so the same bits; a new
+//    process loads it and builds multiply's dispatch for a fraction of the full bundle's cost (src/jobs/math-core.ts).
+// 2. dist/jobs/worker-bundle.cjs: dist/jobs/worker.js and everything it imports (pino included; better-sqlite3,
+//    a native module, and mathjs, loaded by path, stay outside) in one CommonJS file, so a forked worker resolves,
+//    reads and compiles one file instead of ~60, and never starts the ES module loader. Each module's
+//    `import.meta.url` is rewritten to the URL of its own dist/ file, so paths relative to it (migrations, thread
+//    entry, mathjs-core) stay what they were. A user job type is still imported with import().
+//
+// Without esbuild (installed without dev dependencies) neither file is made and workers start from the plain
+// dist/ modules and the full mathjs bundle, which compute the same; the server and the worker log it.
+import { readFileSync, rmSync } from 'node:fs'
+import { relative } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url))
+const DIST = `${ROOT}dist/`
+const CORE = `${DIST}mathjs-core.cjs`
+const WORKER_BUNDLE = `${DIST}jobs/worker-bundle.cjs`
+
+let esbuild
+try {
+  esbuild = await import('esbuild')
+} catch {
+  rmSync(CORE, { force: true })
+  rmSync(WORKER_BUNDLE, { force: true })
+  console.warn('build-worker: esbuild is not installed; workers will start from the plain modules and the full mathjs (slower start)')
+  process.exit(0)
+}
+
+await esbuild.build({
+  stdin: {
+    contents: `import { create, multiplyDependencies, DenseMatrixDependencies } from 'mathjs'
+export const math = create({ multiplyDependencies, DenseMatrixDependencies })`,
+    resolveDir: ROOT,
+    loader: 'js'
+  },
+  bundle: true,
+  format: 'cjs',
+  platform: 'node',
+  target: 'node20',
+  outfile: CORE,
+  legalComments: 'inline',
+  logLevel: 'warning'
+})
+
+/** Every dist/ module's `import.meta.url`, as the URL of its own file relative to the bundle's. */
+const ownUrls = {
+  name: 'own-import-meta-url',
+  setup (build) {
+    build.onLoad({ filter: /[\\/]dist[\\/].*\.js$/ }, (args) => {
+      const source = readFileSync(args.path, 'utf8')
+      const rel = relative(`${DIST}jobs`, args.path).split('\\').join('/')
+      const own = `new URL(${JSON.stringify(rel.startsWith('.') ? rel : `./${rel}`)}, __nonstopBundleUrl).href`
+      return { contents: source.replaceAll('import.meta.url', own), loader: 'js' }
+    })
+  }
+}
+
+await esbuild.build({
+  entryPoints: [`${DIST}jobs/worker.js`],
+  bundle: true,
+  format: 'cjs',
+  platform: 'node',
+  target: 'node20',
+  outfile: WORKER_BUNDLE,
+  // Native, and mathjs is required by path at run time (src/jobs/math-core.ts).
+  external: ['better-sqlite3', 'mathjs'],
+  banner: { js: "const __nonstopBundleUrl = require('node:url').pathToFileURL(__filename).href;" },
+  plugins: [ownUrls],
+  legalComments: 'inline',
+  logLevel: 'warning'
+})
