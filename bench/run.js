@@ -218,7 +218,7 @@ process got well under a tenth of a core at times. Wall-clock figures (drain rat
 measure that queue more than this code; CPU-time figures and ratios within one run are the usable ones. The
 per-version tables below give each run's load.
 
-| figure (issue 13) | target | Node 24 | Node 20 |
+| figure | target | Node 24 | Node 20 |
 |---|---|---|---|
 | whole job ÷ its own product GF/s, 1 thread, n = 1000 (CPU) | ≥ 0.9 | **1.14** (2.32 vs 2.04) | **1.15** (1.83 vs 1.60) |
 | whole job ÷ one stock \`math.multiply\`, 1 thread (CPU) | ≥ 2.5× | **4.0×** | **4.6×** |
@@ -258,7 +258,7 @@ load, against 20–21 ms measured on a quieter machine before (README).
   10 ms (in the same run: +32 ms instead of +200 ms for a 3 s wait). Only the Node 20 throughput re-run has it.
 `
 
-/** Worker-start findings (issue 13, part 4), measured separately; the boot and throughput tables are the bench's. */
+/** Worker-start findings measured separately; the boot and throughput tables are the bench's. */
 const WORKER_START = `## Worker start: where its CPU goes, and what changed
 
 One-off measurements on 2026-12-04 on this machine while two other engineers' test suites ran (load average 3.7 at
