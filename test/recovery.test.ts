@@ -42,7 +42,7 @@ async function finished (url: string, id: number, ms: number) {
 
 t.test('server killed with SIGKILL, workers alive → restart → the job finishes in its original worker', async (t) => {
   const env = { ...FAST, ...place(t) }
-  const params = { n: 60, steps: 8000, seed: 7 } // long enough to outlast a restart on a loaded machine
+  const params = { n: 70, steps: 10_000, seed: 7 } // long enough to outlast a restart, also on an idle machine
   const first = await startServer(t, env)
   const { body: created } = await api(first.url, '/api/jobs', { body: params })
   const pid = await waitFor(async () => { const j = await job(first.url, created.id); return j.step > 0 && j.pid }, 30_000, 'progress')
@@ -55,7 +55,7 @@ t.test('server killed with SIGKILL, workers alive → restart → the job finish
   const adopted = await job(second.url, created.id)
   t.equal(adopted.status, 'running', 'the new server shows it running (adopted)')
   t.equal(adopted.attempts, 1, 'still the first attempt')
-  const done = await finished(second.url, created.id, 60_000)
+  const done = await finished(second.url, created.id, 120_000)
   t.equal(done.attempts, 1, 'never restarted')
   const doneLine = second.logs().find((l) => l.jobId === created.id && l.event === 'done')
   t.equal(doneLine?.pid, pid, 'finished by the original worker process')
