@@ -65,15 +65,15 @@ t.test('a user type: listed, documented, runs to done, and resumes after SIGKILL
   t.ok(Math.abs(done.result.eigenvalue - 4) < 0.5 && done.result.residual < 1e-3, `a sensible eigenvalue (${done.result.eigenvalue}) and residual (${done.result.residual})`)
 
   // Killed mid-run after a checkpoint: resumed by a new worker from that checkpoint.
-  const params = { n: 200, iterations: 6000, seed: 42 } // long enough that the kill comes before the end
+  const params = { n: 200, iterations: 40_000, seed: 42 } // seconds of work, so that the kill comes before the end
   const { body: long } = await api(server.url, '/api/jobs', { body: { type: 'power-iteration', params } })
-  t.equal(long.steps, 6000, 'steps from the type')
+  t.equal(long.steps, 40_000, 'steps from the type')
   const db = openDb(env.DB_PATH)
   t.teardown(() => db.close())
   const saved = () => db.prepare('SELECT step FROM checkpoints WHERE job_id = ?').pluck().get(long.id) as number | undefined
   await waitFor(() => (saved() ?? 0) > 0, 60_000, 'a checkpoint')
   const running = await job(server.url, long.id)
-  t.ok(running.step > 0 && running.step < 6000, `progress reported in beats (step ${running.step})`)
+  t.ok(running.step > 0 && running.step < 40_000, `progress reported in beats (step ${running.step})`)
   process.kill(running.pid, 'SIGKILL')
   const resumed = await ended(server.url, long.id, 120_000)
   t.equal(resumed.status, 'done', `done after the kill (${resumed.error ?? ''})`)
