@@ -46,9 +46,10 @@ export function startWalCheckpoints (db: Db, onError: (err: unknown) => void, ev
 }
 
 /** A migration file: `NNN_name.sql`, applied in number order. */
-interface Migration { version: number, name: string, sql: string }
+export interface Migration { version: number, name: string, sql: string }
 
-function readMigrations (dir: string): Migration[] {
+/** The migration files of `dir`, in number order (SQLite's here, PostgreSQL's in migrations/postgres/). */
+export function readMigrations (dir: string): Migration[] {
   return readdirSync(dir)
     .filter((f) => /^\d{3}_[\w-]+\.sql$/.test(f))
     .sort()

@@ -63,7 +63,7 @@ export interface SubmitOptions {
 }
 
 /** A new job with the parameters of `row`, pointing back to it. */
-const retryOf = (row: JobRow): NewJob => ({
+export const retryOf = (row: JobRow): NewJob => ({
   type: row.type,
   name: row.name,
   params: JSON.parse(row.params),

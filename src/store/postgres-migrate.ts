@@ -4,7 +4,7 @@
  * starting at once apply each migration once: the first takes the lock and migrates, the others wait for it and
  * then find nothing left to do. A database whose schema is newer than this code is refused.
  */
-import { readdirSync, readFileSync } from 'node:fs'
+import { readMigrations } from '../db.js'
 import { fileURLToPath } from 'node:url'
 import type pg from 'pg'
 
@@ -13,15 +13,6 @@ export const PG_MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/postgre
 
 /** Key of the advisory lock migrations run under ('nonstop' in ASCII, as a bigint). */
 export const MIGRATION_LOCK_KEY = '31084767612268400'
-
-interface Migration { version: number, name: string, sql: string }
-
-function readMigrations (dir: string): Migration[] {
-  return readdirSync(dir)
-    .filter((f) => /^\d{3}_[\w-]+\.sql$/.test(f))
-    .sort()
-    .map((f) => ({ version: Number(f.slice(0, 3)), name: f, sql: readFileSync(`${dir}/${f}`, 'utf8') }))
-}
 
 /** Schema version this code expects on PostgreSQL (the highest migration number). */
 export function latestPgSchemaVersion (dir = PG_MIGRATIONS_DIR): number {

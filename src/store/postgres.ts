@@ -14,7 +14,7 @@
  */
 import pg from 'pg'
 import { ConflictError, NotFoundError, QueueFullError } from '../errors.js'
-import { submitDifference } from '../jobs/store.js'
+import { retryOf, submitDifference } from '../jobs/store.js'
 import type { Checkpoint, JobRow, JobStatus, NewJob, StopRequest } from '../jobs/types.js'
 import type { NewMatrix } from '../jobs/contract.js'
 import { type Attempt, type AsyncJobStore, type FeedChange, type Fenced, type LostOutcome, MAX_RESULT_MATRICES, type RunningJob, type SubmitOptions, type Submitted } from './job-store.js'
@@ -223,16 +223,7 @@ export function createPostgresJobStore (pool: pg.Pool, { ownsPool = false } = {}
       if (row.status !== 'failed' && row.status !== 'canceled') {
         throw new ConflictError(`job ${id} is ${row.status}; only failed or canceled jobs can be retried`)
       }
-      const { row: created } = await tx((c) => submitIn(c, {
-        type: row.type,
-        name: row.name,
-        params: JSON.parse(row.params),
-        steps: row.steps,
-        priority: row.priority,
-        timeoutMs: row.timeout_ms,
-        idempotencyKey: null,
-        retryOf: row.id
-      }, maxPending, {}))
+      const { row: created } = await tx((c) => submitIn(c, retryOf(row), maxPending, {}))
       return created
     },
 
