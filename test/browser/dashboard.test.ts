@@ -433,7 +433,11 @@ if (!existsSync(CHROMIUM)) {
     await row(page, 1).getByRole('button', { name: 'Details of job 1' }).click()
     const timings = page.locator('#detail .detail-section').filter({ has: page.locator('h3', { hasText: 'Timings' }) }).locator('dd')
     await timings.first().waitFor()
-    const counts = await lines(timings)
+    // The dialog is drawn before its values arrive: an empty value is no line at all, so wait until all are there.
+    const counts = await waitFor(async () => {
+      const now = await lines(timings)
+      return now.length >= 4 && now.every((n) => n > 0) ? now : undefined
+    }, 10_000, 'every timing to be drawn')
     t.ok(counts.length >= 4 && counts.every((n) => n === 1), `at 360 px every timing in the detail is on one line (${counts.join(', ')})`)
     const overflow = await page.locator('#detail').evaluate((el) => el.scrollWidth - el.clientWidth)
     t.equal(overflow, 0, 'and the detail still fits the screen')
