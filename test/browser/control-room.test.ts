@@ -55,7 +55,7 @@ if (!existsSync(CHROMIUM)) {
 
   t.test('a worker SIGKILLed mid-job: "lost … resumes from step k" and "resumed from step k" in the history and on the page', async (t) => {
     const { body: job } = await api(server.url, '/api/jobs', { body: { n: 300, steps: 200, seed: 5, name: 'kill-me' } })
-    const db = new Database(dbPath, { fileMustExist: true }) // only read here
+    const db = new Database(dbPath, { fileMustExist: true }) // read, never written, by the test
     t.teardown(() => db.close())
     const checkpoint = db.prepare<[number], { step: number }>('SELECT step FROM checkpoints WHERE job_id = ?')
     await waitFor(() => (checkpoint.get(job.id)?.step ?? 0) >= 3, 60_000, 'a checkpoint at step 3 or later')
