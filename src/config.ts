@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs'
-import { availableParallelism } from 'node:os'
+import { availableParallelism, hostname } from 'node:os'
 import { resolve } from 'node:path'
 import { parseEnv } from 'node:util'
 
@@ -9,8 +9,14 @@ export interface Config {
   readonly port: number
   /** Interface the HTTP server binds to; loopback unless told otherwise. */
   readonly host: string
-  /** Path of the SQLite database file; its folder is created if missing. */
+  /** Path of the SQLite database file; its folder is created if missing. Unused when databaseUrl is set. */
   readonly dbPath: string
+  /** PostgreSQL connection string (postgres://…): several nodes share one queue there; SQLite at dbPath without it. */
+  readonly databaseUrl: string | undefined
+  /** This node's id in the nodes table: NODE_ID, or host name and port. A restarted node must keep it. */
+  readonly nodeId: string
+  /** Connections of the server's PostgreSQL pool (each worker has its own single connection). */
+  readonly pgPoolMax: number
   /** Most workers computing at once (forked by this server or adopted from a previous one). */
   readonly maxConcurrency: number
   /** Most jobs waiting in `pending`; submissions beyond it get 429. */
@@ -109,10 +115,20 @@ export function loadConfig (env: Env = process.env, envFile: string | null = '.e
   for (const [key, value] of [['STOP_GRACE_MS', stopGraceMs], ['SHUTDOWN_GRACE_MS', shutdownGraceMs]] as const) {
     if (value < 2 * heartbeatMs) throw new ConfigError(`${key} (${value}) must be at least twice HEARTBEAT_MS (${heartbeatMs})`)
   }
+  const databaseUrl = merged.DATABASE_URL?.trim() || undefined
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\/./.test(databaseUrl)) {
+    throw new ConfigError('DATABASE_URL must be a PostgreSQL connection string (postgres://user:password@host:port/database)')
+  }
+  const port = int(merged, 'PORT', 3000, 0, 65535)
+  const nodeId = merged.NODE_ID?.trim() || `${hostname()}:${port}`
+  if (!/^[\w.:@-]{1,100}$/.test(nodeId)) throw new ConfigError(`NODE_ID must be 1 to 100 letters, digits or . : @ _ -, got "${nodeId}"`)
   return Object.freeze({
-    port: int(merged, 'PORT', 3000, 0, 65535),
+    port,
     host,
     dbPath: resolve(merged.DB_PATH?.trim() || './data/nonstop.db'),
+    databaseUrl,
+    nodeId,
+    pgPoolMax: int(merged, 'PG_POOL_MAX', 10, 2, 1000),
     maxConcurrency: int(merged, 'MAX_CONCURRENCY', availableParallelism(), 1, 256),
     maxPending: int(merged, 'MAX_PENDING', 10_000, 1, 10_000_000),
     maxAttempts: int(merged, 'MAX_ATTEMPTS', 3, 1, 100),

@@ -45,6 +45,8 @@ export interface JobRow {
   /** Start time of that pid in clock ticks since boot (/proc/<pid>/stat field 22), written with the first
    *  heartbeat: which process the pid is. Null before it, or where /proc is missing. */
   pid_start: number | null
+  /** Id of the node whose worker holds the current attempt (see the nodes table); null when none or unknown. */
+  node: string | null
   heartbeat_at: number | null
   stop_request: StopRequest | null
   stop_requested_at: number | null

@@ -4,8 +4,8 @@
  * PostgreSQL (src/store/postgres.ts) can both provide it. The same tests run against both
  * (test/fixtures/store-conformance.ts).
  *
- * Not used by the server yet: it still calls the synchronous store of src/jobs/store.ts (see docs/postgres.md,
- * "Status").
+ * The server, the scheduler and the workers use only this interface; src/store/open.ts picks the implementation
+ * from the configuration (DATABASE_URL: PostgreSQL; otherwise SQLite at DB_PATH).
  *
  * Rules every implementation keeps:
  * - job ids are never handed out twice, even after the newest job is deleted;
@@ -17,10 +17,28 @@
  * - the change feed delivers every change after a cursor, in cursor order, once; event ids are opaque strings.
  */
 import type { ResultContext } from '../jobs/contract.js'
-import type { Attempt, Fenced, JobPage, Submitted, SubmitOptions } from '../jobs/store.js'
+import type { JobEventRow, StopRequester } from '../jobs/history.js'
+import type { JobFilter } from '../jobs/job-filter.js'
+import type { Attempt, BulkAction, BulkBatch, Fenced, JobPage, Submitted, SubmitOptions, Throughput } from '../jobs/store.js'
 import type { Checkpoint, JobRow, JobStatus, NewJob, StopRequest } from '../jobs/types.js'
 
-export type { Attempt, Fenced, JobPage, Submitted, SubmitOptions }
+export type { Attempt, BulkAction, BulkBatch, Fenced, JobEventRow, JobFilter, JobPage, StopRequester, Submitted, SubmitOptions, Throughput }
+
+/** One node (one server process) sharing the database, as the nodes table holds it. Times are epoch ms. */
+export interface NodeRow {
+  /** Stable per machine and port (NODE_ID, or host:port); a restarted server keeps it and adopts its workers. */
+  node_id: string
+  /** The machine's boot id (/proc/sys/kernel/random/boot_id): /proc is trusted only for workers of this boot. */
+  boot_id: string
+  pid: number
+  host: string
+  started_at: number
+  heartbeat_at: number
+  /** Since its last heartbeat by the database's clock (ms). */
+  silent_ms: number
+  /** Jobs running on it (claimed by its workers). */
+  running: number
+}
 
 /** One entry of the change feed: a job's state as of the read (at least as new as the change), or a deletion. */
 export type FeedChange =
@@ -56,10 +74,18 @@ export interface AsyncJobStore {
    *  QueueFullError when `maxPending` jobs wait, ConflictError when the key was used for a different request. */
   submit (job: NewJob, maxPending: number, options?: SubmitOptions): Promise<Submitted>
   get (id: number): Promise<JobRow | undefined>
-  /** A page of jobs, newest first, optionally of one status. */
-  list (options: { status?: JobStatus, limit: number, cursor?: number }): Promise<JobPage>
-  /** Number of jobs in each status (every status present). */
-  counts (): Promise<Record<JobStatus, number>>
+  /** A page of jobs, newest first, optionally of one status and matching a filter. */
+  list (options: { status?: JobStatus, filter?: JobFilter, limit: number, cursor?: number }): Promise<JobPage>
+  /** Number of jobs in each status (every status present), of those matching the filter. */
+  counts (filter?: JobFilter): Promise<Record<JobStatus, number>>
+  /** A job's history, oldest first (empty for an unknown job). */
+  events (id: number): Promise<JobEventRow[]>
+  /** The filter with its created range resolved to a run of ids (filter.createdIds), for an action over many pages. */
+  resolveCreated (filter: JobFilter): Promise<JobFilter>
+  /** One batch of a bulk action over the jobs matching `filter` with id below `cursor` (0: from the newest). */
+  bulkBatch (action: BulkAction, filter: JobFilter, cursor: number, batch: number, maxPending: number): Promise<BulkBatch>
+  /** Jobs done and failed per minute over the last `minutes`. */
+  throughput (minutes: number): Promise<Throughput>
   /** Cancels a pending job at once (dropping its checkpoint), or asks the worker of a running one to stop.
    *  NotFoundError, or ConflictError when the job is already finished. */
   cancel (id: number): Promise<JobRow>
@@ -81,17 +107,18 @@ export interface AsyncJobStore {
   canResume (eventId: string, maxReplay: number): Promise<boolean>
 
   // ---- scheduler side ------------------------------------------------------------------------------------
-  /** Gives the next pending job (highest priority, then oldest) to worker token `worker` with a new lease. */
-  claimNext (worker: string): Promise<JobRow | undefined>
+  /** Gives the next pending job (highest priority, then oldest) to worker token `worker` with a new lease;
+   *  `pid` (the worker's process) and `node` (the claiming node's id) are recorded with it. */
+  claimNext (worker: string, pid?: number, node?: string): Promise<JobRow | undefined>
   /** Running jobs. */
   running (): Promise<JobRow[]>
   /** Running jobs with their heartbeat, run and stop ages by the database's clock. */
   runningWithAges (): Promise<RunningJob[]>
   hasPending (): Promise<boolean>
   /** Asks the worker of a running job to stop; false if the job is not running (or a cancel/timeout is pending). */
-  requestStop (id: number, request: StopRequest): Promise<boolean>
-  /** The server's side of a stop its worker did not carry out, fenced on the attempt. */
-  settleStop (attempt: Attempt, request: StopRequest): Promise<boolean>
+  requestStop (id: number, request: StopRequest, by?: StopRequester): Promise<boolean>
+  /** The server's side of a stop its worker did not carry out, fenced on the attempt; `why` goes to the history. */
+  settleStop (attempt: Attempt, request: StopRequest, why?: string): Promise<boolean>
   /** The attempt's worker is gone: back to pending, or failed when `maxAttempts` are used up. Fenced; with
    *  `ifSilentForMs`, only if the heartbeat is still older than that by the database's clock ('alive' otherwise):
    *  a worker that beat in the meantime keeps its job. */
@@ -105,6 +132,8 @@ export interface AsyncJobStore {
   /** The job claimed for worker token `worker`, if any yet. */
   assigned (worker: string): Promise<JobRow | undefined>
   loadCheckpoint (id: number): Promise<Checkpoint | undefined>
+  /** The worker's first heartbeat: records its process and the history's 'started' event. */
+  begin (attempt: Attempt, progress: BeatProgress & { pid: number }): Promise<Fenced<StopRequest | null>>
   /** Heartbeat with progress; the pending stop request (or null). */
   beat (attempt: Attempt, progress: BeatProgress): Promise<Fenced<StopRequest | null>>
   /** Heartbeat, progress and checkpoint in one transaction. */
@@ -124,6 +153,23 @@ export interface AsyncJobStore {
   // ---- operations ------------------------------------------------------------------------------------------
   /** Deletes finished jobs that finished before `before` (epoch ms) with their checkpoints; how many. */
   purgeFinishedBefore (before: number, batch?: number): Promise<number>
+  /** Deletes all but the newest `keep` change-feed entries every reader has seen; how many (0 where the store
+   *  keeps no separate log to prune). */
+  pruneFeed (keep: number): Promise<number>
+  /** Whether this caller may run the periodic task `name` now: true for one caller per `intervalMs` across every
+   *  node sharing the database (a compare-and-set on the database's clock). */
+  claimPeriodic (name: string, intervalMs: number): Promise<boolean>
+
+  // ---- nodes -----------------------------------------------------------------------------------------------
+  /** Records this node as up (insert or refresh: a restarted node keeps its id and gets the new pid and boot). */
+  registerNode (node: { node_id: string, boot_id: string, pid: number, host: string }): Promise<void>
+  /** The node's heartbeat; false when its row is gone (another process took the id). */
+  beatNode (nodeId: string, pid: number): Promise<boolean>
+  /** Every node known, newest heartbeat first. */
+  nodes (): Promise<NodeRow[]>
+  /** Removes the node's row at a clean stop. */
+  leaveNode (nodeId: string, pid: number): Promise<void>
+
   /** Releases what the store holds (a pool); the synchronous SQLite store's database stays its owner's. */
   close (): Promise<void>
 }

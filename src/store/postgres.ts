@@ -169,6 +169,7 @@ export function createPostgresJobStore (pool: pg.Pool, { ownsPool = false } = {}
     return { row: row as JobRow, created: true }
   }
 
+  const notYet = async (): Promise<never> => { throw new Error('not yet on PostgreSQL') }
   return {
     kind: 'postgres',
     pool,
@@ -422,6 +423,9 @@ export function createPostgresJobStore (pool: pg.Pool, { ownsPool = false } = {}
       return rowCount ?? 0
     }),
 
+    // TODO(issue 12): history, filters, bulk, throughput, nodes and periodic slots on PostgreSQL.
+    events: notYet, resolveCreated: notYet, bulkBatch: notYet, throughput: notYet, begin: notYet, claimPeriodic: notYet,
+    registerNode: notYet, beatNode: notYet, nodes: notYet, leaveNode: notYet,
     close: async () => {
       if (ownsPool) await pool.end()
     }

@@ -10,6 +10,7 @@ import type { Db } from '../db.js'
 import { createJobStore, type JobStore } from '../jobs/store.js'
 import { createMatrixStore, type MatrixStore } from '../matrices/store.js'
 import { type AsyncJobStore, type FeedChange, type LostOutcome, MAX_RESULT_MATRICES, type RunningJob } from './job-store.js'
+import { createSqliteNodes, type SqliteNodes } from './sqlite-nodes.js'
 
 /** A change number from an event id this store gave, or undefined for anything else. */
 function parseEventId (eventId: string): number | undefined {
@@ -20,7 +21,11 @@ function parseEventId (eventId: string): number | undefined {
 
 /** Wraps an existing synchronous store; `clock` (epoch ms) must be the one that store writes with; `matrices`, on
  *  the same database, stores what a result built by completeWith() stores. */
-export function asyncSqliteStore (store: JobStore, clock: () => number = Date.now, matrices?: Pick<MatrixStore, 'insertOwned'>): AsyncJobStore {
+export function asyncSqliteStore (store: JobStore, clock: () => number = Date.now, matrices?: Pick<MatrixStore, 'insertOwned'>, nodes?: SqliteNodes): AsyncJobStore {
+  const nodeTable = (): SqliteNodes => {
+    if (!nodes) throw new Error('this store was made without its database\'s nodes table')
+    return nodes
+  }
   const run = async <T>(f: () => T): Promise<T> => f()
   const ageOf = (now: number, at: number | null): number | null => (at === null ? null : Math.max(0, now - at))
   const after = (eventId: string | null): number => {
@@ -34,7 +39,11 @@ export function asyncSqliteStore (store: JobStore, clock: () => number = Date.no
     submit: (job, maxPending, options) => run(() => store.submit(job, maxPending, options)),
     get: (id) => run(() => store.get(id)),
     list: (options) => run(() => store.list(options)),
-    counts: () => run(() => store.counts()),
+    counts: (filter) => run(() => store.counts(filter)),
+    events: (id) => run(() => store.events(id)),
+    resolveCreated: (filter) => run(() => store.resolveCreated(filter)),
+    bulkBatch: (action, filter, cursor, batch, maxPending) => run(() => store.bulkBatch(action, filter, cursor, batch, maxPending)),
+    throughput: (minutes) => run(() => store.throughput(minutes)),
     cancel: (id) => run(() => store.cancel(id)),
     remove: (id) => run(() => store.remove(id)),
     retry: (id, maxPending) => run(() => store.retry(id, maxPending)),
@@ -51,8 +60,8 @@ export function asyncSqliteStore (store: JobStore, clock: () => number = Date.no
 
     // The synchronous claim returns its row through RETURNING, which shows seq as it was before the change-counter
     // trigger ran: read the row back for its version, as submit does.
-    claimNext: (worker) => run(() => {
-      const row = store.claimNext(worker)
+    claimNext: (worker, pid, node) => run(() => {
+      const row = store.claimNext(worker, pid, node)
       return row && (store.get(row.id) ?? row)
     }),
     running: () => run(() => store.running()),
@@ -66,8 +75,8 @@ export function asyncSqliteStore (store: JobStore, clock: () => number = Date.no
       }))
     }),
     hasPending: () => run(() => store.hasPending()),
-    requestStop: (id, request) => run(() => store.requestStop(id, request)),
-    settleStop: (attempt, request) => run(() => store.settleStop(attempt, request)),
+    requestStop: (id, request, by) => run(() => store.requestStop(id, request, by)),
+    settleStop: (attempt, request, why) => run(() => store.settleStop(attempt, request, why)),
     markLost: (attempt, reason, maxAttempts, ifSilentForMs) => run((): LostOutcome => {
       if (ifSilentForMs !== undefined) {
         // One server per SQLite file: a heartbeat written after this check is fenced out by the requeue anyway.
@@ -82,6 +91,7 @@ export function asyncSqliteStore (store: JobStore, clock: () => number = Date.no
 
     assigned: (worker) => run(() => store.assigned(worker)),
     loadCheckpoint: (id) => run(() => store.loadCheckpoint(id)),
+    begin: (attempt, progress) => run(() => store.begin(attempt, progress)),
     beat: (attempt, progress) => run(() => store.beat(attempt, progress)),
     saveCheckpoint: (attempt, checkpoint, progress) => run(() => store.saveCheckpoint(attempt, checkpoint, progress)),
     complete: (attempt, result) => run(() => store.complete(attempt, result)),
@@ -105,11 +115,19 @@ export function asyncSqliteStore (store: JobStore, clock: () => number = Date.no
     stopped: (attempt, request) => run(() => store.stopped(attempt, request)),
 
     purgeFinishedBefore: (before, batch) => run(() => store.purgeFinishedBefore(before, batch)),
+    // The change log of migrations/004 keeps one entry per job (and per tombstone): nothing to prune.
+    pruneFeed: async () => 0,
+    claimPeriodic: (name, intervalMs) => run(() => nodeTable().claimPeriodic(name, intervalMs)),
+
+    registerNode: (node) => run(() => nodeTable().register(node)),
+    beatNode: (nodeId, pid) => run(() => nodeTable().beat(nodeId, pid)),
+    nodes: () => run(() => nodeTable().list()),
+    leaveNode: (nodeId, pid) => run(() => nodeTable().leave(nodeId, pid)),
     close: async () => {}
   }
 }
 
 /** An async store over an open, migrated SQLite database (a new synchronous store on it). */
 export function createSqliteJobStore (db: Db, clock: () => number = Date.now): AsyncJobStore {
-  return asyncSqliteStore(createJobStore(db, clock), clock, createMatrixStore(db, clock))
+  return asyncSqliteStore(createJobStore(db, clock), clock, createMatrixStore(db, clock), createSqliteNodes(db, clock))
 }

@@ -1,0 +1,40 @@
+/**
+ * The nodes table and the periodic-work slots (migrations/007) on SQLite. One server per database file, so there is
+ * one live node; the same calls serve several nodes on PostgreSQL (src/store/postgres.ts).
+ */
+import type { Db } from '../db.js'
+import type { NodeRow } from './job-store.js'
+
+export interface SqliteNodes {
+  register (node: { node_id: string, boot_id: string, pid: number, host: string }): void
+  beat (nodeId: string, pid: number): boolean
+  list (): NodeRow[]
+  leave (nodeId: string, pid: number): void
+  claimPeriodic (name: string, intervalMs: number): boolean
+}
+
+export function createSqliteNodes (db: Db, clock: () => number = Date.now): SqliteNodes {
+  const registerStmt = db.prepare<{ node_id: string, boot_id: string, pid: number, host: string, now: number }>(`
+    INSERT INTO nodes (node_id, boot_id, pid, host, started_at, heartbeat_at) VALUES (@node_id, @boot_id, @pid, @host, @now, @now)
+    ON CONFLICT (node_id) DO UPDATE SET boot_id = excluded.boot_id, pid = excluded.pid, host = excluded.host,
+      started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at`)
+  const beatStmt = db.prepare<{ node_id: string, pid: number, now: number }>(
+    'UPDATE nodes SET heartbeat_at = @now WHERE node_id = @node_id AND pid = @pid')
+  const listStmt = db.prepare<[], Omit<NodeRow, 'silent_ms'>>(`
+    SELECT n.*, (SELECT count(*) FROM jobs j WHERE j.status = 'running' AND j.node = n.node_id) AS running
+    FROM nodes n ORDER BY heartbeat_at DESC, node_id`)
+  const leaveStmt = db.prepare<{ node_id: string, pid: number }>('DELETE FROM nodes WHERE node_id = @node_id AND pid = @pid')
+  const slotStmt = db.prepare<{ name: string, now: number, interval: number }>(`
+    INSERT INTO periodic (name, last_at) VALUES (@name, @now)
+    ON CONFLICT (name) DO UPDATE SET last_at = excluded.last_at WHERE periodic.last_at <= @now - @interval`)
+  return {
+    register: (node) => { registerStmt.run({ ...node, now: clock() }) },
+    beat: (nodeId, pid) => beatStmt.run({ node_id: nodeId, pid, now: clock() }).changes === 1,
+    list: () => {
+      const now = clock()
+      return listStmt.all().map((n) => ({ ...n, silent_ms: Math.max(0, now - n.heartbeat_at) }))
+    },
+    leave: (nodeId, pid) => { leaveStmt.run({ node_id: nodeId, pid }) },
+    claimPeriodic: (name, intervalMs) => slotStmt.run({ name, now: clock(), interval: intervalMs }).changes === 1
+  }
+}
