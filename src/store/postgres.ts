@@ -424,8 +424,16 @@ export function createPostgresJobStore (pool: pg.Pool, { ownsPool = false } = {}
     }),
 
     // TODO(issue 12): history, filters, bulk, throughput, nodes and periodic slots on PostgreSQL.
-    events: notYet, resolveCreated: notYet, bulkBatch: notYet, throughput: notYet, begin: notYet, claimPeriodic: notYet,
-    registerNode: notYet, beatNode: notYet, nodes: notYet, leaveNode: notYet,
+    events: notYet,
+    resolveCreated: notYet,
+    bulkBatch: notYet,
+    throughput: notYet,
+    begin: notYet,
+    claimPeriodic: notYet,
+    registerNode: notYet,
+    beatNode: notYet,
+    nodes: notYet,
+    leaveNode: notYet,
     close: async () => {
       if (ownsPool) await pool.end()
     }
