@@ -106,6 +106,10 @@ export interface NewJob {
 /** Environment a worker is forked with (set by the scheduler). */
 export const WORKER_ENV = {
   dbPath: 'NONSTOP_DB_PATH',
+  /** PostgreSQL connection string when the server runs on PostgreSQL (then NONSTOP_DB_PATH is unused). */
+  databaseUrl: 'NONSTOP_DATABASE_URL',
+  /** The lease (ms): a worker that could not write a heartbeat for nearly this long stops computing and exits. */
+  leaseMs: 'NONSTOP_LEASE_MS',
   heartbeatMs: 'NONSTOP_HEARTBEAT_MS',
   checkpointMs: 'NONSTOP_CHECKPOINT_MS',
   nice: 'NONSTOP_WORKER_NICE',
