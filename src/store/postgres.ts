@@ -11,19 +11,27 @@
  * - Submits take a transaction-scoped advisory lock, so the MAX_PENDING check and the idempotency-key lookup
  *   hold across nodes (two nodes cannot both pass the check with the last free place).
  * - Change feed: see migrations/postgres/001_init.sql (job_changes). Event ids are "<xid>.<id>".
+ * - History (migrations/postgres/002): every event is written in the transaction of the change it describes, as
+ *   src/jobs/store.ts does on SQLite (`record`), so a fenced-out write adds none.
  */
 import pg from 'pg'
 import { ConflictError, NotFoundError, QueueFullError } from '../errors.js'
+import type { JobEventDetail, JobEventKind, JobEventRow, StopRequester } from '../jobs/history.js'
+import type { JobFilter } from '../jobs/job-filter.js'
 import { retryOf, submitDifference } from '../jobs/store.js'
-import type { Checkpoint, JobRow, JobStatus, NewJob, StopRequest } from '../jobs/types.js'
+import { type Checkpoint, FINAL_STATUSES, JOB_STATUSES, type JobRow, type JobStatus, type NewJob, type StopRequest } from '../jobs/types.js'
 import type { NewMatrix } from '../jobs/contract.js'
-import { type Attempt, type AsyncJobStore, type FeedChange, type Fenced, type LostOutcome, MAX_RESULT_MATRICES, type RunningJob, type SubmitOptions, type Submitted } from './job-store.js'
+import { type Attempt, type AsyncJobStore, type BulkAction, type BulkBatch, type FeedChange, type Fenced, type LostOutcome, MAX_RESULT_MATRICES, type NodeRow, type RunningJob, type SubmitOptions, type Submitted, type Throughput } from './job-store.js'
 import { insertMatrix } from './postgres-matrices.js'
+import { pgCreatedIdsSql, pgFilterSql } from './postgres-filter.js'
 
 /** Key of the advisory lock a submit holds for its transaction ('submit' in ASCII). */
 const SUBMIT_LOCK_KEY = '126947999705460'
 
 const FINAL = "('done', 'failed', 'canceled')"
+
+/** A checkpoint is in the history if it is an attempt's first, or the last one there is this old (as on SQLite). */
+const CHECKPOINT_EVENT_EVERY_MS = 60_000
 
 /** A timestamptz column as epoch ms (a float8, which `pg` gives as a number). */
 const ms = (expr: string, as: string): string => `floor(extract(epoch from ${expr}) * 1000)::float8 AS ${as}`
@@ -31,7 +39,7 @@ const ms = (expr: string, as: string): string => `floor(extract(epoch from ${exp
 /** The columns of a JobRow, read from table alias `a`. */
 const jobColumns = (a: string): string => [
   'id', 'type', 'name', 'params', 'priority', 'status', 'step', 'steps', 'progress', 'result', 'error', 'attempts',
-  'lease', 'worker', 'pid', 'pid_start'
+  'lease', 'worker', 'pid', 'pid_start', 'node'
 ].map((c) => `${a}.${c}`).concat([
   ms(`${a}.heartbeat_at`, 'heartbeat_at'), `${a}.stop_request`, ms(`${a}.stop_requested_at`, 'stop_requested_at'),
   `${a}.timeout_ms`, `${a}.idempotency_key`, `${a}.retry_of`, ms(`${a}.created_at`, 'created_at'),
@@ -113,6 +121,57 @@ export function createPostgresJobStore (pool: pg.Pool, { ownsPool = false } = {}
   const fence = (a: Attempt): unknown[] => [a.id, a.lease, a.worker]
   const fenced = <T>(ok: boolean, value: T): Fenced<T> => (ok ? { ok: true, value } : { ok: false })
 
+  /** Adds an event to a job's history, with the job's attempt, lease and step as they are now; call it inside the
+   *  transaction of the change it describes (as `record` in src/jobs/store.ts). `attempt` overrides the count. */
+  const record = async (q: Queryable, id: number, kind: JobEventKind, detail?: JobEventDetail, attempt: number | null = null): Promise<void> => {
+    await q.query(`
+      INSERT INTO job_events (job_id, at, kind, attempt, lease, step, detail)
+      SELECT id, now(), $2, coalesce($3::integer, attempts), lease, step, $4 FROM jobs WHERE id = $1`,
+    [id, kind, attempt, detail && Object.keys(detail).length > 0 ? JSON.stringify(detail) : null])
+  }
+
+  /** Step of the job's checkpoint, if any. */
+  const checkpointStep = async (q: Queryable, id: number): Promise<number | undefined> => {
+    const { rows } = await q.query<{ step: number }>('SELECT step FROM checkpoints WHERE job_id = $1', [id])
+    return rows[0]?.step
+  }
+  /** The step the next attempt resumes from (0: from scratch). */
+  const resumeStep = async (q: Queryable, id: number): Promise<number> => (await checkpointStep(q, id)) ?? 0
+
+  /** Whether the attempt holds the job, locking its row until the transaction ends. */
+  const holds = async (q: Queryable, attempt: Attempt): Promise<boolean> =>
+    (await q.query(`SELECT 1 FROM jobs WHERE ${fenceWhere} FOR UPDATE`, fence(attempt))).rows.length === 1
+
+  /** The 'done' event of an ended job: compute time and speed where the result reports them (as on SQLite), else
+   *  the time since its first start by the database's clock. */
+  const recordDone = async (q: Queryable, id: number, result: object): Promise<void> => {
+    const { elapsedMs, gflops } = result as { elapsedMs?: unknown, gflops?: unknown }
+    let elapsed = typeof elapsedMs === 'number' ? elapsedMs : undefined
+    if (elapsed === undefined) {
+      const { rows } = await q.query<{ e: number | null }>(
+        'SELECT floor(extract(epoch from now() - started_at) * 1000)::float8 AS e FROM jobs WHERE id = $1', [id])
+      elapsed = rows[0]?.e ?? undefined
+    }
+    await record(q, id, 'done', { elapsedMs: elapsed, gflops: typeof gflops === 'number' ? gflops : undefined })
+  }
+
+  /** Which statuses a filter selects, or null for any (none given, or all of them). */
+  const statusesOf = (filter: JobFilter): JobStatus[] | null => {
+    const set = new Set(filter.status ?? [])
+    return set.size > 0 && set.size < JOB_STATUSES.length ? [...set] : null
+  }
+
+  /** Rows matching `filter` with ids below `cursor`, newest first, at most `limit`: `columns` of jobs `j`. */
+  const matching = async (q: Queryable, filter: JobFilter, cursor: number, limit: number, columns: string): Promise<Raw[]> => {
+    const params: unknown[] = [cursor, limit]
+    const statuses = statusesOf(filter)
+    const byStatus = statuses ? ` AND j.status = ANY($${params.push(statuses)}::text[])` : ''
+    const where = pgFilterSql(filter, params)
+    const { rows } = await q.query<Raw>(
+      `SELECT ${columns} FROM jobs j WHERE j.id < $1${byStatus}${where} ORDER BY j.id DESC LIMIT $2`, params)
+    return rows
+  }
+
   /** A fenced update that ends the job (done, failed, canceled), deleting its checkpoint in the same statement. */
   const endJob = async (q: Queryable, attempt: Attempt, set: string, extra: unknown[]): Promise<boolean> => {
     const { rows } = await q.query<{ n: string }>(`
@@ -133,11 +192,22 @@ export function createPostgresJobStore (pool: pg.Pool, { ownsPool = false } = {}
     return rowCount === 1
   }
 
-  const settleStop = async (q: Queryable, attempt: Attempt, request: StopRequest): Promise<boolean> => {
-    if (request === 'release') return release(q, attempt, null)
-    if (request === 'cancel') return endJob(q, attempt, "status = 'canceled'", [])
-    return endJob(q, attempt, "status = 'failed', error = 'timeout'", [])
-  }
+  /** Applies what a stop request means once the worker has stopped, fenced on its attempt; `why` goes in the
+   *  history. */
+  const settleStop = (attempt: Attempt, request: StopRequest, why?: string): Promise<boolean> => tx(async (c) => {
+    if (request === 'release') {
+      if (!await holds(c, attempt)) return false
+      await record(c, attempt.id, 'released', { reason: why ?? 'asked to release', resumesFromStep: await resumeStep(c, attempt.id) })
+      return release(c, attempt, null)
+    }
+    const ended = request === 'cancel'
+      ? await endJob(c, attempt, "status = 'canceled'", [])
+      : await endJob(c, attempt, "status = 'failed', error = 'timeout'", [])
+    if (ended) await record(c, attempt.id, request === 'cancel' ? 'canceled' : 'failed', request === 'cancel' ? {} : { reason: 'timeout' })
+    return ended
+  })
+
+  const DONE = "status = 'done', result = $4, error = NULL, step = steps, progress = 100, stop_request = NULL"
 
   const beatSql = `
     UPDATE jobs SET pid = coalesce($4::integer, pid), pid_start = coalesce($5::bigint, pid_start), step = $6, progress = $7,
@@ -162,14 +232,66 @@ export function createPostgresJobStore (pool: pg.Pool, { ownsPool = false } = {}
     if (pending >= maxPending) {
       throw new QueueFullError(`the queue is full: ${pending} jobs are pending (MAX_PENDING=${maxPending}); retry later`, 5)
     }
+    return { row: await insertJob(c, job), created: true }
+  }
+
+  /** Inserts a pending job and its 'submitted' event; inside a transaction holding the submit lock. */
+  const insertJob = async (c: pg.PoolClient, job: NewJob): Promise<JobRow> => {
     const row = await one(c, `
       INSERT INTO jobs AS j (type, name, params, priority, steps, timeout_ms, idempotency_key, retry_of)
       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ${J}`,
-    [job.type, job.name, JSON.stringify(job.params), job.priority, job.steps, job.timeoutMs, job.idempotencyKey, job.retryOf])
-    return { row: row as JobRow, created: true }
+    [job.type, job.name, JSON.stringify(job.params), job.priority, job.steps, job.timeoutMs, job.idempotencyKey, job.retryOf]) as JobRow
+    await record(c, row.id, 'submitted', job.retryOf === null ? undefined : { retryOf: job.retryOf })
+    return row
   }
 
-  const notYet = async (): Promise<never> => { throw new Error('not yet on PostgreSQL') }
+  /** Cancels a pending job (with the checkpoint a released attempt left) and records who did. */
+  const cancelPending = async (c: pg.PoolClient, id: number, by: StopRequester): Promise<void> => {
+    await c.query("UPDATE jobs SET status = 'canceled', finished_at = now(), updated_at = now() WHERE id = $1 AND status = 'pending'", [id])
+    await c.query('DELETE FROM checkpoints WHERE job_id = $1', [id])
+    await record(c, id, 'canceled', { by })
+  }
+
+  /** Asks the worker of a running job to stop, with the request in the history; false if it is not running, or a
+   *  cancel or timeout is already pending. */
+  const askStop = async (c: pg.PoolClient, id: number, request: StopRequest, by: StopRequester): Promise<boolean> => {
+    const { rowCount } = await c.query(`
+      UPDATE jobs SET stop_request = $2, stop_requested_at = now(), updated_at = now()
+      WHERE id = $1 AND status = 'running' AND (stop_request IS NULL OR stop_request = 'release')`, [id, request])
+    if (rowCount !== 1) return false
+    await record(c, id, 'stop-requested', { request, by })
+    return true
+  }
+
+  /** One job of a bulk action, inside its batch's transaction with its row locked: what was done (null), or why
+   *  it was skipped, in the words of src/jobs/store.ts. */
+  const bulkOne = async (c: pg.PoolClient, row: JobRow, action: BulkAction, room: { pending: number, max: number }): Promise<string | null> => {
+    const { id, status } = row
+    if (action === 'cancel') {
+      if (FINAL_STATUSES.includes(status)) return `already ${status}`
+      if (status === 'pending') {
+        await cancelPending(c, id, 'bulk')
+        return null
+      }
+      if (row.stop_request === 'cancel' || row.stop_request === 'timeout') return `already asked to stop (${row.stop_request})`
+      await askStop(c, id, 'cancel', 'bulk')
+      return null
+    }
+    if (action === 'delete') {
+      if (!FINAL_STATUSES.includes(status)) return `${status}: only finished jobs can be deleted (cancel it first)`
+      // Checkpoints and history go with the job (ON DELETE CASCADE).
+      await c.query(`DELETE FROM jobs WHERE id = $1 AND status IN ${FINAL}`, [id])
+      return null
+    }
+    if (status !== 'failed' && status !== 'canceled') return `${status}: only failed or canceled jobs can be retried`
+    const { rows } = await c.query<{ id: string }>('SELECT id FROM jobs WHERE retry_of = $1 ORDER BY id LIMIT 1', [id])
+    if (rows.length > 0) return `already retried as job ${rows[0].id}`
+    if (room.pending >= room.max) return `the queue is full: ${room.pending} jobs are pending (MAX_PENDING=${room.max})`
+    await insertJob(c, retryOf(row))
+    room.pending++
+    return null
+  }
+
   return {
     kind: 'postgres',
     pool,
@@ -180,33 +302,87 @@ export function createPostgresJobStore (pool: pg.Pool, { ownsPool = false } = {}
     get: (id) => getById(pool, id),
 
     async list (options) {
-      const cursor = options.cursor ?? Number.MAX_SAFE_INTEGER
-      const limit = options.limit + 1
-      const { rows } = options.status
-        ? await pool.query<Raw>(`SELECT ${J} FROM jobs j WHERE j.status = $1 AND j.id < $2 ORDER BY j.id DESC LIMIT $3`, [options.status, cursor, limit])
-        : await pool.query<Raw>(`SELECT ${J} FROM jobs j WHERE j.id < $1 ORDER BY j.id DESC LIMIT $2`, [cursor, limit])
-      const jobs = rows.map(toRow)
+      // As on SQLite: a filter, or else the one status of the older form.
+      const filter: JobFilter = options.filter ?? (options.status ? { status: [options.status] } : {})
+      const jobs = (await matching(pool, filter, options.cursor ?? Number.MAX_SAFE_INTEGER, options.limit + 1, J)).map(toRow)
       const more = jobs.length > options.limit
       if (more) jobs.pop()
       return { jobs, nextCursor: more ? jobs[jobs.length - 1].id : null }
     },
 
-    async counts () {
+    // With a filter: of the jobs it matches apart from its statuses (as on SQLite), so a page can show what each
+    // status holds under the other conditions.
+    async counts (filter) {
       const out: Record<JobStatus, number> = { pending: 0, running: 0, done: 0, failed: 0, canceled: 0 }
-      const { rows } = await pool.query<{ status: JobStatus, n: string }>('SELECT status, count(*) AS n FROM jobs GROUP BY status')
+      const params: unknown[] = []
+      const where = filter ? pgFilterSql(filter, params) : ''
+      const { rows } = await pool.query<{ status: JobStatus, n: string }>(
+        `SELECT status, count(*) AS n FROM jobs WHERE true${where} GROUP BY status`, params)
       for (const { status, n } of rows) out[status] = Number(n)
       return out
     },
+
+    async events (id) {
+      const { rows } = await pool.query<Raw>(`
+        SELECT id, job_id, ${ms('at', 'at')}, kind, attempt, lease, step, detail FROM job_events WHERE job_id = $1 ORDER BY id`, [id])
+      return rows.map((r): JobEventRow => ({ ...(r as unknown as JobEventRow), id: num(r.id), job_id: num(r.job_id) }))
+    },
+
+    async resolveCreated (filter) {
+      if (filter.createdFrom === undefined && filter.createdTo === undefined) return filter
+      const params: unknown[] = []
+      const { rows } = await pool.query<{ min: string | null, max: string | null }>(pgCreatedIdsSql(filter, params), params)
+      return { ...filter, createdIds: { min: Number(rows[0].min ?? 0), max: Number(rows[0].max ?? 0) } }
+    },
+
+    bulkBatch: (action, filter, cursor, batch, maxPending) => tx(async (c): Promise<BulkBatch> => {
+      // A retry holds the submit lock: the room in the queue and "already retried" hold until it commits, on every node.
+      if (action === 'retry') await c.query('SELECT pg_advisory_xact_lock($1::bigint)', [SUBMIT_LOCK_KEY])
+      // The batch is the ids matching now (the cursor moves past them whatever happens to them); each is then
+      // locked and read again, so a job changed meanwhile is judged as it is.
+      const ids = (await matching(c, filter, cursor === 0 ? Number.MAX_SAFE_INTEGER : cursor, batch, 'j.id')).map((r) => num(r.id))
+      const out: BulkBatch = { matched: ids.length, changed: 0, skipped: [], cursor: ids.length < batch ? null : ids[ids.length - 1] }
+      if (ids.length === 0) return out
+      const { rows } = await c.query<Raw>(`SELECT ${J} FROM jobs j WHERE j.id = ANY($1::bigint[]) ORDER BY j.id DESC FOR UPDATE`, [ids])
+      const room = { pending: 0, max: maxPending }
+      if (action === 'retry') {
+        const { rows: n } = await c.query<{ n: string }>("SELECT count(*) AS n FROM jobs WHERE status = 'pending'")
+        room.pending = Number(n[0].n)
+      }
+      for (const row of rows.map(toRow)) {
+        const skipped = await bulkOne(c, row, action, room)
+        if (skipped === null) out.changed++
+        else out.skipped.push({ id: row.id, reason: skipped })
+      }
+      return out
+    }),
+
+    // Whole minutes by the database's clock, so every node draws the same chart.
+    throughput: (minutes) => tx(async (c): Promise<Throughput> => {
+      const { rows: head } = await c.query<{ from: number, pending: string, running: string }>(`
+        SELECT ((floor(extract(epoch from now()) / 60) - $1 + 1) * 60000)::float8 AS from,
+          (SELECT count(*) FROM jobs WHERE status = 'pending') AS pending,
+          (SELECT count(*) FROM jobs WHERE status = 'running') AS running`, [minutes])
+      const from = Number(head[0].from)
+      const out = Array.from({ length: minutes }, (_, i) => ({ at: from + i * 60_000, done: 0, failed: 0 }))
+      const { rows } = await c.query<{ minute: number, status: JobStatus, n: string }>(`
+        SELECT floor((floor(extract(epoch from finished_at) * 1000) - $1) / 60000)::integer AS minute, status, count(*) AS n
+        FROM jobs WHERE finished_at >= to_timestamp($1::float8 / 1000) AND status IN ('done', 'failed')
+        GROUP BY 1, 2`, [from])
+      for (const { minute, status, n } of rows) {
+        const slot = out[minute]
+        if (slot && (status === 'done' || status === 'failed')) slot[status] = Number(n)
+      }
+      return { from, minutes: out, pending: Number(head[0].pending), running: Number(head[0].running) }
+    }),
 
     cancel: (id) => tx(async (c) => {
       const row = await getById(c, id, true)
       if (!row) throw new NotFoundError(`job ${id} not found`)
       if (row.status === 'pending') {
-        await c.query("UPDATE jobs SET status = 'canceled', finished_at = now(), updated_at = now() WHERE id = $1", [id])
-        await c.query('DELETE FROM checkpoints WHERE job_id = $1', [id])
+        await cancelPending(c, id, 'api')
       } else if (row.status === 'running') {
-        await c.query(`UPDATE jobs SET stop_request = 'cancel', stop_requested_at = now(), updated_at = now()
-          WHERE id = $1 AND (stop_request IS NULL OR stop_request = 'release')`, [id])
+        await askStop(c, id, 'cancel', 'api')
       } else throw new ConflictError(`job ${id} is already ${row.status}`)
       return await getById(c, id) as JobRow
     }),
@@ -274,14 +450,20 @@ export function createPostgresJobStore (pool: pg.Pool, { ownsPool = false } = {}
     },
 
     // ---- scheduler side ----------------------------------------------------------------------------------
-    claimNext: (worker) => one(pool, `
+    // One statement: the claim and its 'claimed' event commit together.
+    claimNext: (worker, pid, node) => one(pool, `
       WITH next AS (
-        SELECT id FROM jobs WHERE status = 'pending' ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED)
-      UPDATE jobs j SET status = 'running', lease = j.lease + 1, attempts = j.attempts + 1, worker = $1, pid = NULL,
-        pid_start = NULL, heartbeat_at = now(), stop_request = NULL, stop_requested_at = NULL,
-        started_at = coalesce(j.started_at, now()), updated_at = now()
-      FROM next WHERE j.id = next.id AND j.status = 'pending'
-      RETURNING ${J}`, [worker]),
+        SELECT id FROM jobs WHERE status = 'pending' ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED),
+      claimed AS (
+        UPDATE jobs j SET status = 'running', lease = j.lease + 1, attempts = j.attempts + 1, worker = $1, node = $2,
+          pid = NULL, pid_start = NULL, heartbeat_at = now(), stop_request = NULL, stop_requested_at = NULL,
+          started_at = coalesce(j.started_at, now()), updated_at = now()
+        FROM next WHERE j.id = next.id AND j.status = 'pending'
+        RETURNING ${J}),
+      event AS (
+        INSERT INTO job_events (job_id, at, kind, attempt, lease, step, detail)
+        SELECT id, now(), 'claimed', attempts, lease, step, $3 FROM claimed)
+      SELECT * FROM claimed`, [worker, node ?? null, JSON.stringify({ pid: pid ?? null })]),
 
     async running () {
       const { rows } = await pool.query<Raw>(`SELECT ${J} FROM jobs j WHERE j.status = 'running' ORDER BY j.id`)
@@ -308,14 +490,9 @@ export function createPostgresJobStore (pool: pg.Pool, { ownsPool = false } = {}
       return rows.length > 0
     },
 
-    async requestStop (id, request) {
-      const { rowCount } = await pool.query(`
-        UPDATE jobs SET stop_request = $2, stop_requested_at = now(), updated_at = now()
-        WHERE id = $1 AND status = 'running' AND (stop_request IS NULL OR stop_request = 'release')`, [id, request])
-      return rowCount === 1
-    },
+    requestStop: (id, request, by = 'scheduler') => tx((c) => askStop(c, id, request, by)),
 
-    settleStop: (attempt, request) => settleStop(pool, attempt, request),
+    settleStop: (attempt, request, why) => settleStop(attempt, request, why),
 
     markLost: (attempt, reason, maxAttempts, ifSilentForMs) => tx(async (c): Promise<LostOutcome> => {
       const { rows } = await c.query<{ attempts: number, silent: boolean }>(`
@@ -325,9 +502,13 @@ export function createPostgresJobStore (pool: pg.Pool, { ownsPool = false } = {}
       if (!rows[0].silent) return 'alive'
       const attempts = rows[0].attempts
       if (attempts >= maxAttempts) {
-        await endJob(c, attempt, "status = 'failed', error = $4", [`${reason} (attempt ${attempts} of ${maxAttempts})`])
+        await record(c, attempt.id, 'lost', { reason, resumesFromStep: null })
+        const error = `${reason} (attempt ${attempts} of ${maxAttempts})`
+        await endJob(c, attempt, "status = 'failed', error = $4", [error])
+        await record(c, attempt.id, 'failed', { reason: error })
         return 'failed'
       }
+      await record(c, attempt.id, 'lost', { reason, resumesFromStep: await resumeStep(c, attempt.id) })
       await c.query(`
         UPDATE jobs SET status = 'pending', error = $4, worker = NULL, pid = NULL, pid_start = NULL, heartbeat_at = NULL,
           stop_request = NULL, stop_requested_at = NULL, updated_at = now()
@@ -335,7 +516,11 @@ export function createPostgresJobStore (pool: pg.Pool, { ownsPool = false } = {}
       return 'requeued'
     }),
 
-    giveBack: (attempt, reason) => release(pool, attempt, reason),
+    giveBack: (attempt, reason) => tx(async (c) => {
+      if (!await holds(c, attempt)) return false
+      await record(c, attempt.id, 'released', { reason, resumesFromStep: await resumeStep(c, attempt.id) })
+      return release(c, attempt, reason)
+    }),
 
     async checkpointInfo (id) {
       const { rows } = await pool.query<{ step: number, saved_at: number }>(
@@ -351,6 +536,18 @@ export function createPostgresJobStore (pool: pg.Pool, { ownsPool = false } = {}
       return rows[0]
     },
 
+    // The first write of a worker: its heartbeat with its pid and, unless a stop is already asked for, 'started'
+    // with the step of the checkpoint it resumes from.
+    begin: (attempt, progress) => tx(async (c): Promise<Fenced<StopRequest | null>> => {
+      const { rows } = await c.query<{ stop_request: StopRequest | null }>(beatSql,
+        [...fence(attempt), progress.pid, progress.pidStart ?? null, progress.step, progress.progress])
+      if (rows.length !== 1) return { ok: false }
+      if (!rows[0].stop_request) {
+        await record(c, attempt.id, 'started', { pid: progress.pid, resumedFromStep: (await checkpointStep(c, attempt.id)) ?? null })
+      }
+      return { ok: true, value: rows[0].stop_request }
+    }),
+
     async beat (attempt, progress) {
       const { rows } = await pool.query<{ stop_request: StopRequest | null }>(beatSql,
         [...fence(attempt), progress.pid ?? null, progress.pidStart ?? null, progress.step, progress.progress])
@@ -365,11 +562,20 @@ export function createPostgresJobStore (pool: pg.Pool, { ownsPool = false } = {}
         INSERT INTO checkpoints (job_id, lease, step, state, saved_at) VALUES ($1, $2, $3, $4, now())
         ON CONFLICT (job_id) DO UPDATE SET lease = excluded.lease, step = excluded.step, state = excluded.state,
           saved_at = excluded.saved_at`, [attempt.id, attempt.lease, checkpoint.step, checkpoint.state])
+      // In the history: an attempt's first checkpoint, then at most one a minute.
+      await c.query(`
+        INSERT INTO job_events (job_id, at, kind, attempt, lease, step)
+        SELECT id, now(), 'checkpoint', attempts, lease, step FROM jobs j WHERE j.id = $1 AND NOT EXISTS (
+          SELECT 1 FROM (SELECT at, lease FROM job_events WHERE job_id = $1 AND kind = 'checkpoint' ORDER BY id DESC LIMIT 1) l
+          WHERE l.lease = j.lease AND l.at > now() - $2::float8 * interval '1 millisecond')`, [attempt.id, CHECKPOINT_EVENT_EVERY_MS])
       return { ok: true, value: rows[0].stop_request }
     }),
 
-    complete: async (attempt, result) => fenced(await endJob(pool, attempt,
-      "status = 'done', result = $4, error = NULL, step = steps, progress = 100, stop_request = NULL", [JSON.stringify(result)]), undefined),
+    complete: (attempt, result) => tx(async (c) => {
+      const ended = await endJob(c, attempt, DONE, [JSON.stringify(result)])
+      if (ended) await recordDone(c, attempt.id, result)
+      return fenced(ended, undefined)
+    }),
 
     completeWith: (attempt, build) => tx(async (c): Promise<Fenced<object>> => {
       const { rows: held } = await c.query(`SELECT 1 FROM jobs WHERE ${fenceWhere} FOR UPDATE`, fence(attempt))
@@ -388,15 +594,20 @@ export function createPostgresJobStore (pool: pg.Pool, { ownsPool = false } = {}
         }
       })
       for (const { id, m } of outputs) await insertMatrix(c, m, attempt.id, id)
-      const ended = await endJob(c, attempt,
-        "status = 'done', result = $4, error = NULL, step = steps, progress = 100, stop_request = NULL", [JSON.stringify(value)])
+      const ended = await endJob(c, attempt, DONE, [JSON.stringify(value)])
       if (!ended) throw new Error(`job ${attempt.id} changed while locked`)
+      await recordDone(c, attempt.id, value)
       return { ok: true, value }
     }),
 
-    fail: async (attempt, error) => fenced(await endJob(pool, attempt, "status = 'failed', error = $4", [error]), undefined),
+    fail: (attempt, error) => tx(async (c) => {
+      const ended = await endJob(c, attempt, "status = 'failed', error = $4", [error])
+      if (ended) await record(c, attempt.id, 'failed', { reason: error })
+      return fenced(ended, undefined)
+    }),
 
-    stopped: async (attempt, request) => fenced(await settleStop(pool, attempt, request), undefined),
+    stopped: async (attempt, request) => fenced(await settleStop(attempt, request,
+      request === 'release' ? 'the worker checkpointed and gave it back' : undefined), undefined),
 
     // ---- operations --------------------------------------------------------------------------------------
     async purgeFinishedBefore (before, batch = 1000) {
@@ -423,17 +634,43 @@ export function createPostgresJobStore (pool: pg.Pool, { ownsPool = false } = {}
       return rowCount ?? 0
     }),
 
-    // TODO(issue 12): history, filters, bulk, throughput, nodes and periodic slots on PostgreSQL.
-    events: notYet,
-    resolveCreated: notYet,
-    bulkBatch: notYet,
-    throughput: notYet,
-    begin: notYet,
-    claimPeriodic: notYet,
-    registerNode: notYet,
-    beatNode: notYet,
-    nodes: notYet,
-    leaveNode: notYet,
+    // One caller per interval across every node: the conflicting insert locks the slot's row, and a caller that
+    // waited on it re-checks the WHERE against the last_at the winner wrote (READ COMMITTED), so it finds the
+    // interval not yet passed.
+    async claimPeriodic (name, intervalMs) {
+      const { rowCount } = await pool.query(`
+        INSERT INTO periodic AS p (name, last_at) VALUES ($1, now())
+        ON CONFLICT (name) DO UPDATE SET last_at = excluded.last_at
+        WHERE p.last_at <= now() - $2::float8 * interval '1 millisecond'`, [name, intervalMs])
+      return rowCount === 1
+    },
+
+    // ---- nodes -------------------------------------------------------------------------------------------------
+    async registerNode (node) {
+      await pool.query(`
+        INSERT INTO nodes (node_id, boot_id, pid, host, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, now(), now())
+        ON CONFLICT (node_id) DO UPDATE SET boot_id = excluded.boot_id, pid = excluded.pid, host = excluded.host,
+          started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at`, [node.node_id, node.boot_id, node.pid, node.host])
+    },
+
+    async beatNode (nodeId, pid) {
+      const { rowCount } = await pool.query('UPDATE nodes SET heartbeat_at = now() WHERE node_id = $1 AND pid = $2', [nodeId, pid])
+      return rowCount === 1
+    },
+
+    async nodes () {
+      const { rows } = await pool.query<Raw>(`
+        SELECT n.node_id, n.boot_id, n.pid, n.host, ${ms('n.started_at', 'started_at')}, ${ms('n.heartbeat_at', 'heartbeat_at')},
+          greatest(0, floor(extract(epoch from now() - n.heartbeat_at) * 1000))::float8 AS silent_ms,
+          (SELECT count(*) FROM jobs j WHERE j.status = 'running' AND j.node = n.node_id) AS running
+        FROM nodes n ORDER BY n.heartbeat_at DESC, n.node_id`)
+      return rows.map((r): NodeRow => ({ ...(r as unknown as NodeRow), running: num(r.running) }))
+    },
+
+    async leaveNode (nodeId, pid) {
+      await pool.query('DELETE FROM nodes WHERE node_id = $1 AND pid = $2', [nodeId, pid])
+    },
+
     close: async () => {
       if (ownsPool) await pool.end()
     }

@@ -42,7 +42,9 @@ export function asyncSqliteStore (store: JobStore, clock: () => number = Date.no
     counts: (filter) => run(() => store.counts(filter)),
     events: (id) => run(() => store.events(id)),
     resolveCreated: (filter) => run(() => store.resolveCreated(filter)),
-    bulkBatch: (action, filter, cursor, batch, maxPending) => run(() => store.bulkBatch(action, filter, cursor, batch, maxPending)),
+    // Cursor 0 means from the newest (the interface's contract); the synchronous store reads it as "below id 0".
+    bulkBatch: (action, filter, cursor, batch, maxPending) => run(() =>
+      store.bulkBatch(action, filter, cursor === 0 ? Number.MAX_SAFE_INTEGER : cursor, batch, maxPending)),
     throughput: (minutes) => run(() => store.throughput(minutes)),
     cancel: (id) => run(() => store.cancel(id)),
     remove: (id) => run(() => store.remove(id)),

@@ -56,7 +56,7 @@ t.test('a claim race: several nodes, every job claimed once per lease', { timeou
     const claims: JobRow[] = []
     await Promise.all(nodes.flatMap((node, n) => Array.from({ length: 4 }, async (_, k) => {
       for (;;) {
-        const row = await node.claimNext(`node${n}-loop${k}-${claims.length}`)
+        const row = await node.claimNext(`node${n}-loop${k}-${claims.length}`, 1000 + n, `node${n}`)
         if (!row) return
         claims.push(row)
       }
@@ -70,6 +70,12 @@ t.test('a claim race: several nodes, every job claimed once per lease', { timeou
   t.ok(first.every((r) => r.lease === 1 && r.attempts === 1), 'all with lease 1')
   t.ok(new Set(first.map((r) => r.worker)).size === N, 'each by its own token')
   t.ok(new Set(first.map((r) => r.worker!.split('-')[0])).size > 1, 'several nodes won claims')
+  t.ok(first.every((r) => r.node === r.worker!.split('-')[0]), 'each claim records the node that made it')
+  const { rows: claimedEvents } = await store.pool.query<{ job_id: string, detail: string }>(
+    "SELECT job_id, detail FROM job_events WHERE kind = 'claimed' ORDER BY job_id")
+  t.same(claimedEvents.map((e) => Number(e.job_id)), ids, 'one claimed event per claim, committed with it')
+  const pidOf = new Map(first.map((r) => [r.id, 1000 + Number(r.node!.slice(4))]))
+  t.ok(claimedEvents.every((e) => JSON.parse(e.detail).pid === pidOf.get(Number(e.job_id))), 'with the pid of the claiming worker')
 
   // Half the attempts are lost, the other half done, all at once from every node; then a second race.
   const outcomes = await Promise.all(first.map((row, i) => i % 2
@@ -231,4 +237,103 @@ t.test('pruned feed: a client from before the pruning is told to reset', { timeo
   t.notOk(await store.canResume(head, 100), 'the old cursor can no longer resume')
   t.ok(await store.canResume(all[6].eventId, 100), 'the pruning boundary still can')
   t.same((await readFeed(store, all[6].eventId)).map((x) => x.eventId), all.slice(7).map((x) => x.eventId), 'and reads the rest')
+})
+
+t.test('periodic slots raced by ten callers on five pools: exactly one per interval', { timeout: 60_000 }, async (t) => {
+  const { url } = await freshStore(t)
+  const callers = Array.from({ length: 10 }, (_, i) => i)
+  const pools = Array.from({ length: 5 }, () => pool(t, url, 2))
+  const stores = callers.map((i) => createPostgresJobStore(pools[i % pools.length]))
+  const race = async (name: string, intervalMs: number): Promise<number> =>
+    (await Promise.all(stores.map((s) => s.claimPeriodic(name, intervalMs)))).filter(Boolean).length
+  for (let i = 0; i < 5; i++) t.equal(await race(`fresh ${i}`, 60_000), 1, `a new slot (the conflicting inserts): one winner (${i})`)
+  for (let i = 0; i < 5; i++) {
+    t.equal(await race('sweep', 60_000), i === 0 ? 1 : 0, `round ${i}: ${i === 0 ? 'one winner' : 'none within the interval'}`)
+  }
+  for (let i = 0; i < 5; i++) {
+    // The interval passes by the database's clock: the slot's last run moved a minute back.
+    await pools[0].query("UPDATE periodic SET last_at = last_at - interval '61 s' WHERE name = 'sweep'")
+    t.equal(await race('sweep', 60_000), 1, `interval ${i} passed: exactly one winner`)
+    t.equal(await race('sweep', 60_000), 0, `interval ${i}: no second one`)
+  }
+  // In real time, with a short interval: one per interval, over several intervals.
+  t.equal(await race('short', 300), 1, 'one winner')
+  t.equal(await race('short', 300), 0, 'none right after')
+  await new Promise((resolve) => setTimeout(resolve, 350))
+  t.equal(await race('short', 300), 1, 'one in the next interval')
+  const { rows } = await pools[0].query<{ n: string }>('SELECT count(*) AS n FROM periodic')
+  t.equal(Number(rows[0].n), 7, 'one row per task')
+})
+
+t.test('history is written in the transaction of its change: no event, no change; no change, no event', { timeout: 60_000 }, async (t) => {
+  const { url, store } = await freshStore(t)
+  // A trigger that refuses one kind of event: the change it describes must be refused with it.
+  await store.pool.query(`CREATE FUNCTION refuse_event() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN IF NEW.kind = current_setting('test.refuse', true) THEN RAISE EXCEPTION 'event % refused', NEW.kind; END IF; RETURN NEW; END $$`)
+  await store.pool.query('CREATE TRIGGER refuse_event BEFORE INSERT ON job_events FOR EACH ROW EXECUTE FUNCTION refuse_event()')
+  /** A store on one connection whose event `kind` is refused. */
+  const refusingStore = async (kind: string): Promise<PostgresJobStore> => {
+    const p = pool(t, url, 1)
+    await p.query(`SET test.refuse = '${kind}'`)
+    return createPostgresJobStore(p)
+  }
+  const refusing = await refusingStore('claimed')
+  const { row } = await store.submit(job(), 100)
+  await t.rejects(refusing.claimNext('w', 1, 'n'), /event claimed refused/, 'a claim whose event fails fails')
+  const after = (await store.get(row.id))!
+  t.match(after, { status: 'pending', lease: 0, attempts: 0, worker: null, node: null }, 'and the job was not claimed')
+  const claim = (await store.claimNext('w', 1, 'n'))!
+  t.equal(claim.id, row.id, 'a claim whose event is written succeeds')
+
+  const refusingDone = await refusingStore('done')
+  await t.rejects(refusingDone.complete(claim, { x: 1 }), /event done refused/, 'a completion whose event fails fails')
+  const still = (await store.get(row.id))!
+  t.match(still, { status: 'running', result: null }, 'and the job is still running, without a result')
+  t.ok((await store.events(row.id)).every((e) => e.kind !== 'done'), 'no done event')
+  const refusingStop = await refusingStore('stop-requested')
+  await t.rejects(refusingStop.requestStop(row.id, 'cancel', 'api'), /refused/, 'a stop request whose event fails fails')
+  t.equal((await store.get(row.id))?.stop_request, null, 'and asks nothing')
+  t.ok((await store.complete(claim, { x: 2 })).ok, 'with the event written, it completes')
+  t.same((await store.events(row.id)).map((e) => e.kind), ['submitted', 'claimed', 'done'], 'one event per change made')
+})
+
+t.test('a worker racing its takeover: the job and its history agree, and a fenced-out write adds nothing', { timeout: 60_000 }, async (t) => {
+  const { url, store } = await freshStore(t)
+  const a = createPostgresJobStore(pool(t, url, 4))
+  const b = createPostgresJobStore(pool(t, url, 4))
+  const N = 40
+  const claims: JobRow[] = []
+  for (let i = 0; i < N; i++) {
+    await store.submit(job(), 1000)
+    claims.push((await store.claimNext(`w${i}`, 100 + i, 'n1'))!)
+  }
+  // Each job's worker completes it while the sweeper declares it lost, from two pools at once; and three stop
+  // requests race for it from three pools.
+  const outcomes = await Promise.all(claims.map(async (c, i) => {
+    const [done, lost] = await Promise.all([
+      (i % 2 ? a : b).complete(c, { i }),
+      (i % 2 ? b : a).markLost(c, 'sweeper', 3),
+      Promise.all([store.requestStop(c.id, 'cancel', 'api'), a.requestStop(c.id, 'cancel', 'bulk'), b.requestStop(c.id, 'cancel', 'scheduler')])
+    ])
+    return { done: done.ok, lost }
+  }))
+  t.ok(outcomes.every((o) => o.done !== (o.lost === 'requeued')), 'for each job, exactly one of the two won')
+  for (const [i, c] of claims.entries()) {
+    const row = (await store.get(c.id))!
+    const events = await store.events(c.id)
+    const kinds = events.map((e) => e.kind)
+    const ends = kinds.filter((k) => k === 'done' || k === 'lost')
+    if (ends.length !== 1) t.fail(`job ${c.id}: one end in its history (${kinds})`)
+    if (kinds.filter((k) => k === 'stop-requested').length > 1) t.fail(`job ${c.id}: at most one stop request recorded (${kinds})`)
+    const expected = outcomes[i].done ? 'done' : 'pending'
+    if (row.status !== expected || ends[0] !== (outcomes[i].done ? 'done' : 'lost')) {
+      t.fail(`job ${c.id}: its state (${row.status}) and its history (${kinds}) agree with the winner`)
+    }
+  }
+  const { rows } = await store.pool.query<{ n: string }>("SELECT count(*) AS n FROM job_events WHERE kind IN ('done', 'lost')")
+  t.equal(Number(rows[0].n), N, `${N} ends recorded for ${N} jobs: no fenced-out write left an event`)
+  const { rows: stops } = await store.pool.query<{ n: string }>("SELECT count(*) AS n FROM job_events WHERE kind = 'stop-requested'")
+  const { rows: asked } = await store.pool.query<{ n: string }>(
+    "SELECT count(*) AS n FROM jobs WHERE stop_request IS NOT NULL OR id IN (SELECT job_id FROM job_events WHERE kind = 'stop-requested')")
+  t.equal(Number(stops[0].n), Number(asked[0].n), 'one stop-requested event per job that was asked, whichever pool won')
 })
