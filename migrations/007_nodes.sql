@@ -10,7 +10,8 @@ CREATE TABLE nodes (
   heartbeat_at  INTEGER NOT NULL
 );
 
--- Which node's worker holds a running job (the claiming node's id); NULL before a claim and after the attempt.
+-- The node whose worker took the job at its latest claim (NULL before any): for a running job, the node that runs
+-- it; for a finished one, the node that ran it last.
 ALTER TABLE jobs ADD COLUMN node TEXT;
 
 -- Periodic work (timeouts, sweeps, retention, feed pruning) runs once per interval across the nodes sharing the
