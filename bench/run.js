@@ -2,7 +2,7 @@
 // the latest result of every bench (bench/results/<name>.json) and prints the summary table.
 //
 //   npm run bench                 every bench (about 8 minutes on the 2-core reference machine)
-//   node bench/run.js compute     one or more by name: compute, boot, submit, server, throughput, sse, filters, matrices
+//   node bench/run.js compute     one or more by name: compute, boot, submit, server, throughput, sse, filters, matrices, multinode
 //   node bench/run.js --doc-only  rewrite docs/benchmarks.md from the stored results
 import { spawn } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -102,6 +102,20 @@ p99 of the reads meanwhile.`
 factor in 32-column panels, blocks of rows of the left one, \`math.multiply(block, panel)\` on DenseMatrix 'number'),
 against one stock \`math.multiply\` of the same two matrices, each in a fresh process, GF/s = 2n³ / CPU time. Then a
 2000×2000 matrix uploaded and downloaded in every format through the HTTP routes (app.inject).`
+  },
+  {
+    name: 'multinode',
+    limit: 900,
+    title: 'Several nodes on one PostgreSQL',
+    method: `A throwaway PostgreSQL 15 cluster (bench/postgres.js, fsync on) and 1, 2 or 3 nodes (\`dist/server.js\` with one
+\`DATABASE_URL\`, their own port and NODE_ID, MAX_CONCURRENCY=1 each, warm spare on), all on this one machine: the
+nodes share its two cores, so the figure per node and its scaling are those of forked workers on one machine, not of
+machines added. Tiny jobs (n = 2, one step) submitted round-robin to the nodes 50 at a time, drained; submit→running
+is \`started_at - created_at\` by the database's clock. Takeover: a node running a job is killed with SIGKILL (server
+and workers, its process group) right after a second node starts; the time until the second node's worker runs it
+(attempt 2, past its first step). Events: one stream on node 2, 100 submits on node 1 50 ms apart; the delay from the
+submit's start to the job's first event on the stream. Transactions: commits in the database (pg_stat_database) per
+second with two idle nodes, then with two long jobs running (heartbeat 1 s, checkpoint 2 s, the defaults).`
   }
 ]
 
