@@ -192,6 +192,9 @@ export function createScheduler ({ store: givenStore, config, log, nodeId = conf
   /** A worker forked after a failure at boot whose fate is not known yet: no other fork until it is. */
   let probe: Child | null = null
 
+  /** Read through a call inside loops that await: stop() may set it meanwhile. */
+  const halted = (): boolean => stopping
+
   /** Whether this node watches the row's worker through /proc and may signal it (see createScheduler). */
   function isLocal (row: JobRow): boolean {
     if (legacy) return true
@@ -484,7 +487,7 @@ export function createScheduler ({ store: givenStore, config, log, nodeId = conf
     await sweep(others)
     // Fork only for a job that is waiting: a worker forked on spec and killed again would wake this tick through
     // its exit, forever.
-    for (let free = config.maxConcurrency - running; free > 0 && !stopping && await store.hasPending(); free--) {
+    for (let free = config.maxConcurrency - running; free > 0 && !halted() && await store.hasPending(); free--) {
       const worker = spares.shift() ?? (canFork() ? spawnWorker() : undefined)
       if (!worker) break // Workers die at boot: wait out the pause.
       let row: JobRow | undefined
@@ -547,7 +550,7 @@ export function createScheduler ({ store: givenStore, config, log, nodeId = conf
       do {
         again = false
         await guardedTick()
-      } while (again && !stopping)
+      } while (again && !halted())
     })().finally(() => { ticking = null })
   }
 
@@ -608,6 +611,14 @@ export function createScheduler ({ store: givenStore, config, log, nodeId = conf
   async function shutdown (): Promise<void> {
     if (timer) clearInterval(timer)
     if (started) await started
+    else {
+      // Stopped without a start: still learn which running jobs are this node's, to release them.
+      try {
+        await init()
+      } catch (err) {
+        log.error({ err }, 'scheduler stop: could not adopt running jobs')
+      }
+    }
     if (ticking) await ticking
     for (const idle of spares.splice(0)) {
       idle.dismissed = true
