@@ -13,6 +13,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Test } from 'tap'
 import t from 'tap'
 import { openDb } from '../../src/db.js'
+import { buildApp } from '../../src/http/app.js'
+import { checkDb } from '../../src/http/ops.js'
 import { createScheduler } from '../../src/jobs/scheduler.js'
 import type { JobStore } from '../../src/jobs/store.js'
 import type { NewJob } from '../../src/jobs/types.js'
@@ -171,8 +173,8 @@ t.test('the node registers with its boot, beats, and leaves at stop', async (t) 
   t.same((await jobs.nodes()).map((n) => n.node_id), [], 'gone from the nodes table after a clean stop')
 })
 
-t.test('a pass that fails (database unreachable) is reported by health(), not a crash, and the next one recovers', async (t) => {
-  const { store, jobs, path } = tmpDb(t)
+t.test('a pass that fails (database unreachable) is reported by health() and /readyz, not a crash, and the next one recovers', async (t) => {
+  const { store, jobs, path, db } = tmpDb(t)
   const s = scheduler(t, jobs, path, 'node-a')
   await s.start()
   await waitFor(() => s.lastTickAt() !== null, 5000, 'a first pass')
@@ -180,12 +182,18 @@ t.test('a pass that fails (database unreachable) is reported by health(), not a 
   jobs.runningWithAges = async () => { throw new Error('connect ECONNREFUSED 127.0.0.1:5432') }
   const health = await waitFor(() => { const h = s.health(); return !h.ok && h }, 5000, 'health to say not ok')
   t.match(health.reason, /scheduler passes fail: connect ECONNREFUSED 127\.0\.0\.1:5432 \(\d+ in a row/, health.reason)
+  const app = await buildApp({ config: testConfig({ DB_PATH: path }), store, scheduler: s, dbReady: () => checkDb(db) })
+  t.teardown(() => app.close())
+  const ready = await app.inject({ url: '/readyz' })
+  t.equal(ready.statusCode, 503, '/readyz: 503')
+  t.match(ready.json(), { status: 'unavailable', reason: /scheduler passes fail: connect ECONNREFUSED/ }, 'with the reason')
   const failures = s.stats.tickFailures
   await sleep(600)
   t.ok(s.stats.tickFailures > failures, 'passes go on being tried')
   t.ok(Date.now() - (s.lastTickAt() ?? 0) < 1000, 'a failed pass still counts as a pass (readiness says why through health)')
   jobs.runningWithAges = real
   await waitFor(() => s.health().ok, 5000, 'health to recover')
+  t.equal((await app.inject({ url: '/readyz' })).statusCode, 200, '/readyz: 200 again')
   const { row } = store.submit(job(), 100)
   s.wake()
   await waitFor(() => store.get(row.id)?.status === 'done', 30_000, 'a job to run after the outage')
