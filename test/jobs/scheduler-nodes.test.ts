@@ -71,6 +71,13 @@ function keepBeating (store: JobStore, ids: number[]): { stop: () => number } {
   return { stop: () => { clearInterval(timer); return last } }
 }
 
+/** keepBeating, stopped at teardown too (a failed test must not beat on a closed database). */
+function beating (t: Test, store: JobStore, ids: number[]): { stop: () => number } {
+  const beats = keepBeating(store, ids)
+  t.teardown(() => { beats.stop() })
+  return beats
+}
+
 t.test('another node\'s job whose pid is a live process of ours is never signalled, and is taken over only once its heartbeat is older than the lease', { skip: noProc }, async (t) => {
   const { store, jobs, path } = tmpDb(t)
   const tokens = ['other-lost', 'other-cancel', 'other-timeout']
@@ -79,7 +86,7 @@ t.test('another node\'s job whose pid is a live process of ours is never signall
   const canceled = runningOn(store, 'node-b', tokens[1], lookalike.pid)
   store.cancel(canceled)
   const timed = runningOn(store, 'node-b', tokens[2], lookalike.pid, { timeoutMs: 1 })
-  const beats = keepBeating(store, [lost, canceled, timed])
+  const beats = beating(t, store, [lost, canceled, timed])
 
   // One attempt: the takeover fails the job, so its row keeps the reason (a requeued one would run here at once).
   const s = scheduler(t, jobs, path, 'node-a', { MAX_ATTEMPTS: '1' }, { sweepIntervalMs: 100 })
@@ -87,8 +94,8 @@ t.test('another node\'s job whose pid is a live process of ours is never signall
   // Ours: MAX_CONCURRENCY=1 counts only this node's workers, so it runs beside node-b's three.
   const { row: mine } = store.submit(job(), 100)
   s.wake()
-  await waitFor(() => store.get(mine.id)?.status === 'done', 30_000, 'our own job to run beside the other node\'s')
-  t.equal(store.get(mine.id)?.node, 'node-a', 'our claim records our node')
+  const claimed = await waitFor(() => { const r = store.get(mine.id); return r?.status !== 'pending' && r }, 10_000, 'our own job to be claimed beside the other node\'s')
+  t.equal(claimed.node, 'node-a', 'our claim records our node')
   // Well past the lease, the stop grace and the time limit, while node-b's workers beat.
   await sleep(2500)
   for (const id of [lost, canceled, timed]) {
@@ -112,6 +119,7 @@ t.test('another node\'s job whose pid is a live process of ours is never signall
   t.ok(pidAlive(lookalike.pid), `the process ${lookalike.pid} its rows named is alive`)
   t.equal(lookalike.signalCode, null, 'and was sent no signal')
   t.equal(s.stats.killed, 0, 'nothing was killed')
+  await waitFor(() => store.get(mine.id)?.status === 'done', 90_000, 'our own job to finish')
   await s.stop()
   t.ok(pidAlive(lookalike.pid), 'a graceful stop does not signal it either')
 })
