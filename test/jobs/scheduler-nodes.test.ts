@@ -119,7 +119,6 @@ t.test('another node\'s job whose pid is a live process of ours is never signall
   t.ok(pidAlive(lookalike.pid), `the process ${lookalike.pid} its rows named is alive`)
   t.equal(lookalike.signalCode, null, 'and was sent no signal')
   t.equal(s.stats.killed, 0, 'nothing was killed')
-  await waitFor(() => store.get(mine.id)?.status === 'done', 90_000, 'our own job to finish')
   await s.stop()
   t.ok(pidAlive(lookalike.pid), 'a graceful stop does not signal it either')
 })
