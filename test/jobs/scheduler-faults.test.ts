@@ -12,6 +12,7 @@ import t from 'tap'
 import { buildApp } from '../../src/http/app.js'
 import { createScheduler, WORKER_ENTRY, workerExecArgv } from '../../src/jobs/scheduler.js'
 import type { JobStore } from '../../src/jobs/store.js'
+import type { AsyncJobStore } from '../../src/store/job-store.js'
 import { type NewJob, WORKER_ENV } from '../../src/jobs/types.js'
 import { createLogger } from '../../src/log.js'
 import { hasProc, processStartTime } from '../../src/process-identity.js'
@@ -23,7 +24,7 @@ const noProc = !hasProc() && 'needs Linux /proc'
 const job = (params: { n: number, steps: number, seed?: number }, over: Partial<NewJob> = {}): NewJob =>
   ({ type: 'lyapunov', name: null, params: { seed: 1, ...params }, steps: params.steps, priority: 0, timeoutMs: null, idempotencyKey: null, retryOf: null, ...over })
 
-function scheduler (t: Test, store: JobStore, path: string, env: Record<string, string> = {}, workerEntry?: string) {
+function scheduler (t: Test, store: AsyncJobStore, path: string, env: Record<string, string> = {}, workerEntry?: string) {
   const logFile = join(dirname(path), 'scheduler.log') // Beside the database: a second t.testdir() would wipe it.
   const config = testConfig({ DB_PATH: path, MAX_CONCURRENCY: '2', HEARTBEAT_MS: '100', CHECKPOINT_MS: '200', LEASE_MS: '1000', STOP_GRACE_MS: '500', SHUTDOWN_GRACE_MS: '2000', ...env })
   const s = createScheduler({ store, config, log: createLogger({ logLevel: 'info', logFile }), workerEntry })
@@ -52,7 +53,7 @@ function runningAs (store: JobStore, pid: number, over: Partial<NewJob> = {}, to
 }
 
 t.test('a pid that now belongs to another process is never signalled, and its jobs do not wait', { skip: noProc }, async (t) => {
-  const { store, path } = tmpDb(t)
+  const { store, path, jobs } = tmpDb(t)
   const sleeper = await stranger(t)
   const lost = runningAs(store, sleeper.pid)
   const canceled = runningAs(store, sleeper.pid)
@@ -65,7 +66,7 @@ t.test('a pid that now belongs to another process is never signalled, and its jo
   store.cancel(row.id)
 
   const started = Date.now()
-  const { scheduler: s } = scheduler(t, store, path, { LEASE_MS: '5000', STOP_GRACE_MS: '500' })
+  const { scheduler: s } = scheduler(t, jobs, path, { LEASE_MS: '5000', STOP_GRACE_MS: '500' })
   s.start()
   await waitFor(() => store.get(canceled)?.status === 'canceled', 2000, 'the cancel to be carried out')
   t.ok(Date.now() - started < 2000, `cancel done in ${Date.now() - started} ms, without waiting for a lease`)
@@ -82,10 +83,10 @@ t.test('a pid that now belongs to another process is never signalled, and its jo
 })
 
 t.test('a graceful stop never signals a foreign pid, and does not wait for it', { skip: noProc }, async (t) => {
-  const { store, path } = tmpDb(t)
+  const { store, path, jobs } = tmpDb(t)
   const sleeper = await stranger(t)
   const id = runningAs(store, sleeper.pid)
-  const { scheduler: s } = scheduler(t, store, path, { LEASE_MS: '60000', SHUTDOWN_GRACE_MS: '3000', MAX_CONCURRENCY: '1' })
+  const { scheduler: s } = scheduler(t, jobs, path, { LEASE_MS: '60000', SHUTDOWN_GRACE_MS: '3000', MAX_CONCURRENCY: '1' })
   // Not started: the stop meets the row as a server stopping right after its start would.
   const started = Date.now()
   await s.stop()
@@ -96,7 +97,7 @@ t.test('a graceful stop never signals a foreign pid, and does not wait for it', 
 })
 
 t.test('a lost worker that is still there is killed: our own child, and an adopted one once its identity is verified', { skip: noProc }, async (t) => {
-  const { store, path } = tmpDb(t)
+  const { store, path, jobs } = tmpDb(t)
   // An adopted worker: forked here by the test, not by the scheduler, holding a claim written for its token.
   const token = 'adopted-worker-token'
   const { row: adoptedJob } = store.submit(job({ n: 60, steps: 100_000 }), 100)
@@ -110,7 +111,8 @@ t.test('a lost worker that is still there is killed: our own child, and an adopt
   const adoptedExit = once(adopted, 'exit')
   await waitFor(() => (store.get(adoptedJob.id)?.step ?? 0) > 0, 30_000, 'the adopted worker to compute')
 
-  const { scheduler: s } = scheduler(t, store, path, { MAX_CONCURRENCY: '2', LEASE_MS: '1000' })
+  const { scheduler: s, logs: dbg } = scheduler(t, jobs, path, { MAX_CONCURRENCY: '2', LEASE_MS: '1000' })
+  setTimeout(() => { console.error(JSON.stringify(dbg().map((l) => [l.msg, l.err, l.jobId, l.reason]))) }, 10000)
   s.start()
   const { row: ownJob } = store.submit(job({ n: 60, steps: 100_000, seed: 2 }), 100)
   s.wake()
@@ -128,8 +130,8 @@ t.test('a lost worker that is still there is killed: our own child, and an adopt
 })
 
 t.test('workers that die at boot are forked again with a growing pause, and /readyz says so', async (t) => {
-  const { store, path, db } = tmpDb(t)
-  const { scheduler: s, logs } = scheduler(t, store, path, { WARM_SPARE: 'true' }, join(FIXTURES, 'exit-at-boot-worker.mjs'))
+  const { store, path, db, jobs } = tmpDb(t)
+  const { scheduler: s, logs } = scheduler(t, jobs, path, { WARM_SPARE: 'true' }, join(FIXTURES, 'exit-at-boot-worker.mjs'))
   const forkTimes: number[] = []
   const watch = setInterval(() => { while (forkTimes.length < s.stats.forks) forkTimes.push(Date.now()) }, 10)
   t.teardown(() => clearInterval(watch))
@@ -156,8 +158,8 @@ t.test('workers that die at boot are forked again with a growing pause, and /rea
 })
 
 t.test('after workers died at boot, a spare that opens the database counts as booted and /readyz recovers', { skip: noProc }, async (t) => {
-  const { store, path } = tmpDb(t)
-  const { scheduler: s, logs } = scheduler(t, store, path, { WARM_SPARE: 'true' }, join(FIXTURES, 'boot-fails-twice-worker.mjs'))
+  const { path, jobs } = tmpDb(t)
+  const { scheduler: s, logs } = scheduler(t, jobs, path, { WARM_SPARE: 'true' }, join(FIXTURES, 'boot-fails-twice-worker.mjs'))
   s.start()
   await waitFor(() => logs().filter((l) => l.msg === 'worker died at boot; forking again after a pause').length >= 2, 30_000, 'two failures at boot')
   t.equal(s.health().ok, false, 'two failures in a row: not ready')
@@ -168,8 +170,8 @@ t.test('after workers died at boot, a spare that opens the database counts as bo
 })
 
 t.test('a worker that leaves because the database is busy is not charged an attempt', async (t) => {
-  const { store, path } = tmpDb(t)
-  const { scheduler: s, logs } = scheduler(t, store, path, { MAX_ATTEMPTS: '1', WARM_SPARE: 'false', MAX_CONCURRENCY: '1', LEASE_MS: '20000' }, join(FIXTURES, 'busy-exit-worker.mjs'))
+  const { store, path, jobs } = tmpDb(t)
+  const { scheduler: s, logs } = scheduler(t, jobs, path, { MAX_ATTEMPTS: '1', WARM_SPARE: 'false', MAX_CONCURRENCY: '1', LEASE_MS: '20000' }, join(FIXTURES, 'busy-exit-worker.mjs'))
   const { row } = store.submit(job({ n: 20, steps: 50 }), 100)
   s.start()
   await waitFor(() => logs().filter((l) => l.reason === 'database busy').length >= 2, 20_000, 'two busy exits')
@@ -181,18 +183,18 @@ t.test('a worker that leaves because the database is busy is not charged an atte
 })
 
 t.test('a database error while a worker exits is logged, not a crash; the next pass settles the job', async (t) => {
-  const { store, path } = tmpDb(t)
-  const { scheduler: s, logs } = scheduler(t, store, path, { LEASE_MS: '10000' })
+  const { store, path, jobs } = tmpDb(t)
+  const { scheduler: s, logs } = scheduler(t, jobs, path, { LEASE_MS: '10000' })
   s.start()
   const { row } = store.submit(job({ n: 60, steps: 100_000 }), 100)
   s.wake()
   const pid = await waitFor(() => { const r = store.get(row.id); return (r?.step ?? 0) > 0 && r?.pid }, 30_000, 'the worker to compute')
   const attempts = store.get(row.id)!.attempts
-  const get = store.get
-  store.get = () => { throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' }) }
+  const get = jobs.get
+  jobs.get = async () => { throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' }) }
   process.kill(pid, 'SIGKILL')
   await waitFor(() => logs().some((l) => l.msg === 'could not settle the exit of a worker; the next pass will'), 5000, 'the error to be logged')
-  store.get = get
+  jobs.get = get
   const resumed = await waitFor(() => { const r = store.get(row.id); return r && r.attempts > attempts && r }, 10_000, 'the job to be resumed')
   t.match(resumed.error, new RegExp(`worker pid ${pid} is gone`), `the next pass resumed it at once: ${resumed.error}`)
 })

@@ -10,9 +10,9 @@ import { pidRunning, testConfig, tmpDb, waitFor } from '../fixtures/helpers.js'
 
 /** A real scheduler forking real workers (dist/) on a temp database file; stopped at teardown. */
 function setup (t: Test, env: Record<string, string> = {}) {
-  const { store, path } = tmpDb(t)
+  const { store, path, jobs } = tmpDb(t)
   const config: Config = testConfig({ DB_PATH: path, MAX_CONCURRENCY: '2', HEARTBEAT_MS: '100', CHECKPOINT_MS: '200', LEASE_MS: '5000', STOP_GRACE_MS: '3000', ...env })
-  const scheduler = createScheduler({ store, config, log: createLogger({ logLevel: 'silent' }) })
+  const scheduler = createScheduler({ store: jobs, config, log: createLogger({ logLevel: 'silent' }) })
   scheduler.start()
   t.teardown(() => scheduler.stop())
   const submit = (params: { n: number, steps: number, seed: number }) => {
