@@ -13,7 +13,8 @@ export interface Config {
   readonly dbPath: string
   /** PostgreSQL connection string (postgres://…): several nodes share one queue there; SQLite at dbPath without it. */
   readonly databaseUrl: string | undefined
-  /** This node's id in the nodes table: NODE_ID, or host name and port. A restarted node must keep it. */
+  /** This node's id in the nodes table: NODE_ID, or the host name (SQLite) / host name and port (PostgreSQL). A
+   *  restarted node must keep it to adopt its workers. */
   readonly nodeId: string
   /** Connections of the server's PostgreSQL pool (each worker has its own single connection). */
   readonly pgPoolMax: number
@@ -120,7 +121,9 @@ export function loadConfig (env: Env = process.env, envFile: string | null = '.e
     throw new ConfigError('DATABASE_URL must be a PostgreSQL connection string (postgres://user:password@host:port/database)')
   }
   const port = int(merged, 'PORT', 3000, 0, 65535)
-  const nodeId = merged.NODE_ID?.trim() || `${hostname()}:${port}`
+  // On SQLite one server uses a file (its server lock), so the machine names the node and a restart on another port
+  // still adopts its workers; on PostgreSQL several nodes may share a machine, each on its own port.
+  const nodeId = merged.NODE_ID?.trim() || (databaseUrl === undefined ? hostname() : `${hostname()}:${port}`)
   if (!/^[\w.:@-]{1,100}$/.test(nodeId)) throw new ConfigError(`NODE_ID must be 1 to 100 letters, digits or . : @ _ -, got "${nodeId}"`)
   return Object.freeze({
     port,
