@@ -6,7 +6,8 @@ import t from 'tap'
 import { latestSchemaVersion, openDb } from '../../src/db.js'
 import { buildApp } from '../../src/http/app.js'
 import type { EventsTuning } from '../../src/http/events.js'
-import { createJobStore, type JobStore } from '../../src/jobs/store.js'
+import { createJobStore } from '../../src/jobs/store.js'
+import type { AsyncJobStore } from '../../src/store/job-store.js'
 import { api, startServer, testConfig, tmpDb, waitFor } from '../fixtures/helpers.js'
 
 /** One SSE frame as received, with the time it arrived. */
@@ -54,9 +55,9 @@ async function openStream (t: Test, url: string, headers: Record<string, string>
 }
 
 /** The app over a real database file, listening on a loopback port; no scheduler runs, the test plays the worker. */
-async function setup (t: Test, events: Partial<EventsTuning> = {}, wrap: (store: JobStore) => JobStore = (s) => s) {
-  const { store, path, db } = tmpDb(t)
-  const options = { config: testConfig(), store: wrap(store), scheduler: { wake () {} }, events }
+async function setup (t: Test, events: Partial<EventsTuning> = {}, wrap: (store: AsyncJobStore) => AsyncJobStore = (s) => s) {
+  const { store, jobs, path, db } = tmpDb(t)
+  const options = { config: testConfig(), store: wrap(jobs), scheduler: { wake () {} }, events }
   const app = await buildApp(options)
   t.teardown(() => app.close())
   await app.listen({ port: 0, host: '127.0.0.1' })
@@ -267,7 +268,7 @@ t.test('the database is polled only while a client is connected, and a ping keep
   let calls = 0
   const { url } = await setup(t, { pollMs: 20, heartbeatMs: 100 }, (store) => ({
     ...store,
-    changesAfter: (after: number, limit?: number) => { calls++; return store.changesAfter(after, limit) }
+    changesAfter: (after: string | null, limit?: number) => { calls++; return store.changesAfter(after, limit) }
   }))
   await sleep(150)
   t.equal(calls, 0, 'no client, no polling')

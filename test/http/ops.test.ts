@@ -8,9 +8,9 @@ import { testConfig, tmpDb } from '../fixtures/helpers.js'
 
 /** The app over a real database file; no job runs here, so the scheduler only takes wake-ups. */
 async function setup (t: Test, extra: { stats?: SchedulerStats, lastTickAt?: () => number | null } = {}) {
-  const { store, db } = tmpDb(t)
+  const { store, jobs, db } = tmpDb(t)
   const scheduler = { wake () {}, ...extra }
-  const app = await buildApp({ config: testConfig(), store, scheduler, dbReady: () => checkDb(db) })
+  const app = await buildApp({ config: testConfig(), store: jobs, scheduler, dbReady: () => checkDb(db) })
   t.teardown(() => app.close())
   return { app, store, db }
 }
