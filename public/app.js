@@ -443,11 +443,11 @@ async function loadNodes () {
     : `${list.length} ${list.length === 1 ? 'node' : 'nodes'} · ${running} running${silent ? ` · ${silent} silent` : ''}`
   $('#nodes-table tbody').replaceChildren(...list.map((n) => el('tr', { class: n.heartbeatAgeMs > NODE_SILENT_MS ? 'node-silent' : undefined },
     el('td', { class: 'name' }, n.nodeId, n.self ? el('span', { class: 'muted node-self', text: ' (this server)' }) : null),
-    el('td', { class: 'name', text: n.host }),
-    el('td', { class: 'num', text: n.pid }),
-    el('td', { text: dateTime(n.startedAt), title: n.startedAt }),
-    el('td', { class: 'num', text: `${duration(n.heartbeatAgeMs)} ago`, title: n.heartbeatAt }),
-    el('td', { class: 'num', text: n.running }))))
+    el('td', { class: 'node-host', 'data-label': 'host', text: n.host }),
+    el('td', { class: 'num', 'data-label': 'pid', text: n.pid }),
+    el('td', { 'data-label': 'started', text: dateTime(n.startedAt), title: n.startedAt }),
+    el('td', { class: 'num', 'data-label': 'last heartbeat', text: `${duration(n.heartbeatAgeMs)} ago`, title: n.heartbeatAt }),
+    el('td', { class: 'num', 'data-label': 'running jobs', text: n.running }))))
   $('#nodes-table').hidden = list.length === 0
   $('#nodes-empty').hidden = list.length > 0
 }
