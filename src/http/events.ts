@@ -72,6 +72,8 @@ interface Client {
   cursor: string | null
   /** Follows the shared poller; false while it is placed or catches up on its own. */
   live: boolean
+  /** The stream has been opened (headers sent); before, the request still waits for its place in the feed. */
+  open: boolean
 }
 
 /** Resolves when `res` can take more data, or has closed; false if it took nothing for `ms`. */
@@ -110,6 +112,8 @@ export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app,
   let polling = false
   let pinger: NodeJS.Timeout | null = null
   let failing = false
+  /** The server is closing: a request still waiting for its place in the feed gets no stream. */
+  let closing = false
   /** Pages of every catching-up client go one at a time, one per turn of the event loop, whatever their number. */
   let turns: Promise<void> = Promise.resolve()
   const myTurn = (): Promise<void> => (turns = turns.then(nextTick))
@@ -253,7 +257,7 @@ export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app,
 
     // The place is taken now, before the store is asked where the client starts: the limits hold meanwhile.
     const res = reply.raw
-    const client: Client = { res, address, cursor: null, live: false }
+    const client: Client = { res, address, cursor: null, live: false, open: false }
     clients.add(client)
     perAddress.set(address, (perAddress.get(address) ?? 0) + 1)
     let left = false
@@ -290,6 +294,10 @@ export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app,
       reply.hijack()
       return
     }
+    if (closing) {
+      leave()
+      return reply.code(503).send(refuse(503, 'the server is closing'))
+    }
 
     reply.hijack()
     res.writeHead(200, {
@@ -301,6 +309,7 @@ export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app,
       'x-accel-buffering': 'no'
     })
     res.write('retry: 1000\n: connected\n\n')
+    client.open = true
     if (lastId !== undefined && !resume) res.write(frame('reset', '{}'))
     start()
     // Resume: the changes after the client's last id, caught up at the client's pace; later ones come live.
@@ -310,7 +319,8 @@ export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app,
 
   // Streams never end on their own; end them so that close() does not wait for clients.
   app.addHook('preClose', (done) => {
-    for (const client of clients) client.res.end()
+    closing = true
+    for (const client of clients) if (client.open) client.res.end()
     clients.clear()
     perAddress.clear()
     stop()
