@@ -294,12 +294,12 @@ t.test('a malformed or foreign Last-Event-ID gets reset, never a 500', async (t)
   for (const id of ['abc', '-1', '1.5', '12abc', '9'.repeat(40), 'x'.repeat(500), '1e3']) {
     const stream = await openStream(t, url, { 'last-event-id': id })
     t.equal(stream.status, 200, `${JSON.stringify(id.slice(0, 20))}: 200`)
-    await waitFor(() => stream.frames.some((f) => f.event === 'reset'), 1000, `reset for ${JSON.stringify(id.slice(0, 20))}`)
+    await waitFor(() => stream.frames.some((f) => f.event === 'reset'), 5000, `reset for ${JSON.stringify(id.slice(0, 20))}`)
     stream.close()
   }
   const after = await openStream(t, url)
   const job = await api(url, '/api/jobs', { body: { n: 2, steps: 2, name: 'still live' } })
-  await waitFor(() => after.jobs().some((j) => j.id === job.body.id), 1000, 'a live change after all that')
+  await waitFor(() => after.jobs().some((j) => j.id === job.body.id), 5000, 'a live change after all that')
 })
 
 t.test('event ids are opaque: a store whose ids are not numbers streams, resumes and resets the same way', async (t) => {
@@ -324,23 +324,23 @@ t.test('event ids are opaque: a store whose ids are not numbers streams, resumes
   }))
   const stream = await openStream(t, url)
   const a = store.submit(newJob('a', 1), 100).row
-  const seen = await waitFor(() => stream.frames.find((f) => f.event === 'job' && JSON.parse(f.data as string).id === a.id), 1000, 'job a')
+  const seen = await waitFor(() => stream.frames.find((f) => f.event === 'job' && JSON.parse(f.data as string).id === a.id), 5000, 'job a')
   t.match(seen.id, /^\d+\.\d+$/, `the store's own id is sent as it is (${seen.id})`)
   stream.close()
 
   store.cancel(a.id)
   const b = store.submit(newJob('b', 2), 100).row
   const resumed = await openStream(t, url, { 'last-event-id': seen.id as string })
-  await waitFor(() => resumed.jobs().some((j) => j.id === b.id), 1000, 'b replayed')
-  await waitFor(() => resumed.jobs().some((j) => j.id === a.id && j.status === 'canceled'), 1000, 'a canceled replayed')
+  await waitFor(() => resumed.jobs().some((j) => j.id === b.id), 5000, 'b replayed')
+  await waitFor(() => resumed.jobs().some((j) => j.id === a.id && j.status === 'canceled'), 5000, 'a canceled replayed')
   t.notOk(resumed.frames.some((f) => f.event === 'reset'), 'no reset')
   const c = store.submit(newJob('c', 3), 100).row
-  await waitFor(() => resumed.jobs().some((j) => j.id === c.id), 1000, 'then live changes')
+  await waitFor(() => resumed.jobs().some((j) => j.id === c.id), 5000, 'then live changes')
   const ids = resumed.frames.filter((f) => f.id !== undefined).map((f) => f.id)
   t.equal(new Set(ids).size, ids.length, 'no change sent twice')
 
   const foreign = await openStream(t, url, { 'last-event-id': '17' })
-  await waitFor(() => foreign.frames.some((f) => f.event === 'reset'), 1000, 'an id this store never gave: reset')
+  await waitFor(() => foreign.frames.some((f) => f.event === 'reset'), 5000, 'an id this store never gave: reset')
 })
 
 t.test('the poll loop never overlaps itself, however slow the store', async (t) => {
@@ -363,7 +363,7 @@ t.test('the poll loop never overlaps itself, however slow the store', async (t) 
   }))
   const streams = [await openStream(t, url), await openStream(t, url), await openStream(t, url)]
   const { row } = store.submit(newJob('slow', 1), 100)
-  for (const s of streams) await waitFor(() => s.jobs().some((j) => j.id === row.id), 2000, 'the change on every stream')
+  for (const s of streams) await waitFor(() => s.jobs().some((j) => j.id === row.id), 5000, 'the change on every stream')
   await sleep(300)
   t.ok(calls >= 3, `polled (${calls} reads)`)
   t.equal(most, 1, 'one read at a time: streams at one position share it, and a pass waits for the last')
