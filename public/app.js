@@ -424,6 +424,34 @@ async function loadThroughput () {
   $('#throughput-chart').replaceChildren(svg, el('p', { class: 'muted legend', text: `last hour: ${total.done} done, ${total.failed} failed (per minute, from the database)` }))
 }
 
+// ---- nodes ---------------------------------------------------------------------------------------------
+
+/** A node silent for longer than this is shown as such (ms): it has stopped, or lost the database. */
+const NODE_SILENT_MS = 60_000
+
+async function loadNodes () {
+  let list
+  try {
+    ({ nodes: list } = await api('/api/nodes'))
+  } catch {
+    return
+  }
+  const silent = list.filter((n) => n.heartbeatAgeMs > NODE_SILENT_MS).length
+  const running = list.reduce((sum, n) => sum + n.running, 0)
+  $('#nodes-summary').textContent = list.length === 0
+    ? ''
+    : `${list.length} ${list.length === 1 ? 'node' : 'nodes'} · ${running} running${silent ? ` · ${silent} silent` : ''}`
+  $('#nodes-table tbody').replaceChildren(...list.map((n) => el('tr', { class: n.heartbeatAgeMs > NODE_SILENT_MS ? 'node-silent' : undefined },
+    el('td', { class: 'name' }, n.nodeId, n.self ? el('span', { class: 'muted node-self', text: ' (this server)' }) : null),
+    el('td', { class: 'node-host', 'data-label': 'host', text: n.host }),
+    el('td', { class: 'num', 'data-label': 'pid', text: n.pid }),
+    el('td', { 'data-label': 'started', text: dateTime(n.startedAt), title: n.startedAt }),
+    el('td', { class: 'num', 'data-label': 'last heartbeat', text: `${duration(n.heartbeatAgeMs)} ago`, title: n.heartbeatAt }),
+    el('td', { class: 'num', 'data-label': 'running jobs', text: n.running }))))
+  $('#nodes-table').hidden = list.length === 0
+  $('#nodes-empty').hidden = list.length > 0
+}
+
 function elapsedOf (job) {
   const started = ms(job.startedAt)
   if (!started) return null
@@ -899,6 +927,8 @@ renderFilter()
 loadTypes()
 loadThroughput()
 setInterval(loadThroughput, 10_000)
+loadNodes()
+setInterval(loadNodes, 10_000)
 $('#detail-close').addEventListener('click', () => $('#detail').close())
 $('#detail').addEventListener('close', () => {
   if (selectedId !== null && !rows.has(selectedId)) jobs.delete(selectedId)

@@ -6,17 +6,21 @@ import { createAjv } from '../ajv.js'
 import type { Config } from '../config.js'
 import { type JobTypeCatalog, loadJobTypes } from '../job-types/catalog.js'
 import { HttpError } from '../errors.js'
-import type { Scheduler } from '../jobs/scheduler.js'
+import type { SchedulerHealth, SchedulerStats } from '../jobs/scheduler.js'
 import type { JobStore } from '../jobs/store.js'
 import type { Logger } from '../log.js'
 import type { MatrixStore } from '../matrices/store.js'
+import type { AsyncJobStore, NodeRow } from '../store/job-store.js'
+import { type AsyncMatrixStore, asyncSqliteMatrixStore } from '../store/matrix-store.js'
+import { asyncSqliteStore } from '../store/sqlite.js'
 import { addAuth, addRateLimit } from './auth.js'
 import { addDocs } from './docs.js'
-import { eventsRoutes } from './events.js'
+import { type EventsRoutesOptions, eventsRoutes } from './events.js'
 import { jobTypeRoutes } from './job-types.js'
 import { jobRoutes } from './jobs.js'
 import { matrixRoutes } from './matrices.js'
 import { createMetrics, metricsRoutes } from './metrics.js'
+import { nodeRoutes } from './nodes.js'
 import { opsRoutes } from './ops.js'
 import { statsRoutes } from './stats.js'
 import { addOriginChecks } from './origin.js'
@@ -24,18 +28,56 @@ import { addOriginChecks } from './origin.js'
 /** Static files of the dashboard, the same relative path from src/http and dist/http. */
 export const PUBLIC_DIR = fileURLToPath(new URL('../../public/', import.meta.url))
 
+/** What the HTTP layer asks of the scheduler: wake-ups, and what it reports for /readyz and /metrics. Each report
+ *  may be a value or a promise. */
+export interface AppScheduler {
+  wake (): void
+  stats?: SchedulerStats
+  childPids?: () => number[]
+  /** Epoch ms of its last pass; null before the first. */
+  lastTickAt?: () => number | null | Promise<number | null>
+  health?: () => SchedulerHealth | Promise<SchedulerHealth>
+}
+
+/** The nodes sharing the database, for GET /api/nodes and /metrics. */
+export interface AppNodes {
+  /** Every node known (the store's nodes() by default). */
+  list?: () => Promise<NodeRow[]>
+  /** This server's node id, marked in GET /api/nodes. */
+  self?: string
+}
+
 /** Everything the HTTP layer is given; it opens nothing itself. */
 export interface AppOptions {
   config: Config
-  store: JobStore
-  scheduler: Pick<Scheduler, 'wake'> & Partial<Pick<Scheduler, 'stats' | 'childPids' | 'lastTickAt' | 'health'>>
+  /**
+   * The job store. A synchronous SQLite store (src/jobs/store.ts) is still taken, and seen through the async
+   * interface, until src/server.ts opens its stores with openStores(); it then has no nodes table behind it
+   * (GET /api/nodes lists none).
+   */
+  store: AsyncJobStore | JobStore
+  scheduler: AppScheduler
   loggerInstance?: Logger
-  /** Stored matrices; the /api/matrices routes are served when given. */
-  matrices?: MatrixStore
-  /** Checks the database is usable, for /readyz. */
-  dbReady?: () => void
+  /** Stored matrices; the /api/matrices routes are served when given (a synchronous store: as for `store`). */
+  matrices?: AsyncMatrixStore | MatrixStore
+  /** Resolves when the database is usable, rejects with the reason otherwise (/readyz answers 503 with it). */
+  dbReady?: () => void | Promise<void>
   /** The job types on offer, loaded at start (src/server.ts); the built-ins alone when absent. */
   jobTypes?: JobTypeCatalog
+  /** The nodes sharing the database; the store's own list when absent. */
+  nodes?: AppNodes
+  /** Overrides of the event stream's tuning (tests shorten them). */
+  events?: EventsRoutesOptions['events']
+}
+
+/** The stores through the async interface: async ones as they are; a synchronous SQLite store, and the matrix store
+ *  given with it, wrapped (see AppOptions.store). */
+function asyncStores (store: AsyncJobStore | JobStore, matrices: AsyncMatrixStore | MatrixStore | undefined): { store: AsyncJobStore, matrices?: AsyncMatrixStore } {
+  if ('kind' in store) return { store, matrices: matrices as AsyncMatrixStore | undefined }
+  return {
+    store: { ...asyncSqliteStore(store), nodes: async () => [] },
+    matrices: matrices && asyncSqliteMatrixStore(matrices as MatrixStore)
+  }
 }
 
 // Bodies are taken as sent: a string is not a number and an unknown field is an error, not silently dropped.
@@ -106,17 +148,20 @@ export async function buildApp (options: AppOptions): Promise<FastifyInstance> {
   await addDocs(app)
   addAuth(app, options.config.apiToken)
   await addRateLimit(app, options.config.rateLimitMax)
-  const metrics = createMetrics(options)
+  const { store, matrices } = asyncStores(options.store, options.matrices)
+  const listNodes = options.nodes?.list ?? (() => store.nodes())
+  const metrics = createMetrics({ store, scheduler: options.scheduler, nodes: listNodes })
   app.addHook('onError', async (_req, _reply, err) => { metrics.observeError(err) })
 
   await app.register(fastifyStatic, { root: PUBLIC_DIR, index: 'index.html' })
-  await app.register(eventsRoutes, options)
+  await app.register(eventsRoutes, { store, events: options.events })
   const jobTypes = options.jobTypes ?? await loadJobTypes({})
   await app.register(jobTypeRoutes, { jobTypes })
-  await app.register(jobRoutes, { ...options, jobTypes })
-  if (options.matrices) await app.register(matrixRoutes, { matrices: options.matrices, config: options.config })
-  await app.register(statsRoutes, options)
-  await app.register(opsRoutes, options)
+  await app.register(jobRoutes, { store, scheduler: options.scheduler, config: options.config, jobTypes, matrices })
+  if (matrices) await app.register(matrixRoutes, { matrices, config: options.config })
+  await app.register(statsRoutes, { store })
+  await app.register(nodeRoutes, { list: listNodes, self: options.nodes?.self })
+  await app.register(opsRoutes, { dbReady: options.dbReady, scheduler: options.scheduler })
   await app.register(metricsRoutes, { metrics })
   return app
 }

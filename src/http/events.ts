@@ -1,19 +1,20 @@
 /**
  * GET /api/events: a Server-Sent Events stream of job changes, for the dashboard and any other client.
  *
- *   event: job      id: <version>   data: <job JSON, as GET /api/jobs/:id returns it>   whenever the job's row changes
- *   event: deleted  id: <number>    data: {"id":<id>}                                   after any deletion (API, retention)
- *   event: reset                    data: {}                                            too much to replay; reload the list
+ *   event: job      id: <event id>   data: <job JSON, as GET /api/jobs/:id returns it>   whenever the job's row changes
+ *   event: deleted  id: <event id>   data: {"id":<id>}                                   after any deletion (API, retention)
+ *   event: reset                     data: {}                                            too much to replay; reload the list
  *
- * Workers write only to SQLite, so the server learns of changes by reading it. Every write to a job, and every
- * deletion (as a tombstone), takes the next number of a change counter that only ever increases, inside its own
- * transaction (migrations/004), so the numbers follow commit order. One shared poller, running only while at
- * least one client is connected, reads the changes after the last number it sent (`store.changesAfter`,
- * indexed) every POLL_MS: a few µs when nothing changed, and this server's own writes are seen the same way as
- * the workers'.
+ * Workers (and, on PostgreSQL, other nodes) write only to the database, so the server learns of changes by
+ * reading the store's change feed (`changesAfter`, `feedHead`, `canResume`): every change after a cursor, in feed
+ * order, once. Event ids are the feed's, opaque strings: this file never compares two of them for order, only for
+ * equality. One poll loop, running only while at least one client is connected, reads the feed every POLL_MS,
+ * one pass at a time (a pass waits for the store; the next is scheduled when it ends): live clients at the same
+ * position share one read, so the usual case is one query per pass, and this server's own writes are seen the
+ * same way as the workers'.
  *
- * Event ids are those numbers. A client reconnecting with Last-Event-ID gets exactly the changes after it, or
- * `reset` when that is more than MAX_REPLAY changes or older than the tombstones kept.
+ * A client reconnecting with Last-Event-ID gets exactly the changes after it, or `reset` when the store cannot
+ * replay them (more than MAX_REPLAY changes, older than what the feed keeps, or an id it never gave).
  *
  * The stream cannot take the server down: clients are bounded in total and per address; a client is sent only
  * what fits under MAX_BUFFERED, checked before a frame is built; a client that is behind (resuming, or too slow
@@ -22,11 +23,12 @@
  */
 import type { ServerResponse } from 'node:http'
 import type { FastifyPluginAsync } from 'fastify'
-import { type Change, type JobStore, toJob } from '../jobs/store.js'
+import { toJob } from '../jobs/store.js'
+import type { AsyncJobStore, FeedChange } from '../store/job-store.js'
 
 /** How the stream polls and what it admits; the defaults suit production, tests shorten them. */
 export interface EventsTuning {
-  /** Interval of the shared poller (ms). */
+  /** Interval between two passes of the shared poller (ms). */
   pollMs: number
   /** Interval of the `: ping` comment that keeps proxies from closing an idle stream (ms). */
   heartbeatMs: number
@@ -40,7 +42,7 @@ export interface EventsTuning {
 
 /** What the events route needs. */
 export interface EventsRoutesOptions {
-  store: Pick<JobStore, 'changesAfter' | 'countChanges' | 'latestSeq' | 'resumableAfter'>
+  store: Pick<AsyncJobStore, 'changesAfter' | 'feedHead' | 'canResume'>
   /** Overrides of the defaults. */
   events?: Partial<EventsTuning>
 }
@@ -48,26 +50,30 @@ export interface EventsRoutesOptions {
 const DEFAULTS: EventsTuning = { pollMs: 50, heartbeatMs: 15_000, maxClients: 100, maxClientsPerAddress: 10, stallMs: 60_000 }
 /** Changes read and sent per page to a client that is catching up. */
 const PAGE = 100
-/** Most changes one tick of the shared poller sends; the rest wait for the next tick. */
+/** Most changes one pass of the shared poller reads per position; the rest wait for the next pass. */
 const MAX_PER_TICK = 200
 /** Most changes replayed to a client resuming with Last-Event-ID; beyond it the client is told to reload. */
 const MAX_REPLAY = 5000
 /** Most bytes waiting in one client's socket; what would go beyond waits until the client has read. */
 const MAX_BUFFERED = 256 * 1024
+/** A Last-Event-ID longer than this is not one the store gave: reset, without asking the store. */
+const MAX_EVENT_ID_LENGTH = 200
 
-const changeFrame = (change: Change): string => change.row
-  ? `id: ${change.seq}\nevent: job\ndata: ${JSON.stringify(toJob(change.row))}\n\n`
-  : `id: ${change.seq}\nevent: deleted\ndata: {"id":${change.deleted}}\n\n`
+const changeFrame = (change: FeedChange): string => change.row
+  ? `id: ${change.eventId}\nevent: job\ndata: ${JSON.stringify(toJob(change.row))}\n\n`
+  : `id: ${change.eventId}\nevent: deleted\ndata: {"id":${change.deleted}}\n\n`
 const frame = (event: string, data: string): string => `event: ${event}\ndata: ${data}\n\n`
 
 /** One open stream. */
 interface Client {
   res: ServerResponse
   address: string
-  /** Number of the last change this client has been sent (or has told us it has). */
-  cursor: number
-  /** Follows the shared poller; false while it catches up on its own. */
+  /** Event id of the last change this client has been sent (or has told us it has); null until it is placed. */
+  cursor: string | null
+  /** Follows the shared poller; false while it is placed or catches up on its own. */
   live: boolean
+  /** The stream has been opened (headers sent); before, the request still waits for its place in the feed. */
+  open: boolean
 }
 
 /** Resolves when `res` can take more data, or has closed; false if it took nothing for `ms`. */
@@ -88,17 +94,26 @@ function drained (res: ServerResponse, ms: number): Promise<boolean> {
 
 const nextTick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 
+/** The event id a client sent, or undefined when it sent none (an empty header is none). */
+function lastEventId (header: string | string[] | undefined): string | undefined {
+  const value = Array.isArray(header) ? header[0] : header
+  return value === undefined || value === '' ? undefined : value
+}
+
 /** GET /api/events. */
 export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app, options) => {
   const { store } = options
   const tuning: EventsTuning = { ...DEFAULTS, ...options.events }
   const clients = new Set<Client>()
   const perAddress = new Map<string, number>()
-  /** Number of the last change the shared poller has read. */
-  let cursor = 0
+  /** The next pass of the poll loop, when one is scheduled. */
   let poller: NodeJS.Timeout | null = null
+  /** A pass is reading the store: the next one is scheduled when it ends, never beside it. */
+  let polling = false
   let pinger: NodeJS.Timeout | null = null
   let failing = false
+  /** The server is closing: a request still waiting for its place in the feed gets no stream. */
+  let closing = false
   /** Pages of every catching-up client go one at a time, one per turn of the event loop, whatever their number. */
   let turns: Promise<void> = Promise.resolve()
   const myTurn = (): Promise<void> => (turns = turns.then(nextTick))
@@ -110,18 +125,14 @@ export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app,
   }
 
   /**
-   * Brings a client that is behind up to the shared cursor, a page at a time; each page is built only when the
-   * client's socket has room for it. Then it follows the shared poller again.
+   * Brings a client that is behind up to the end of the feed, a page at a time; each page is read and built only
+   * when the client's socket has room for it. Then it follows the shared poller again, from where it stands.
    */
   const catchUp = async (client: Client): Promise<void> => {
     client.live = false
     const { res } = client
     try {
       while (!res.destroyed) {
-        if (client.cursor >= cursor) {
-          client.live = true
-          return
-        }
         if (res.writableLength > MAX_BUFFERED || res.writableNeedDrain) {
           if (!(await drained(res, tuning.stallMs))) {
             app.log.warn({ address: client.address }, 'event stream client took nothing in for too long; dropping it')
@@ -131,14 +142,18 @@ export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app,
         }
         await myTurn()
         if (res.destroyed) return
-        const page = store.changesAfter(client.cursor, PAGE)
-        const upTo = cursor
-        const inRange = page.filter((c) => c.seq <= upTo)
-        // A full page entirely in range may have more behind it; otherwise everything up to `upTo` has been read.
-        const next = inRange.length === PAGE ? inRange[PAGE - 1].seq : upTo
-        if (inRange.length > 0) res.write(inRange.map(changeFrame).join(''))
-        client.cursor = next
+        const page = await store.changesAfter(client.cursor, PAGE)
         failing = false
+        if (res.destroyed) return
+        if (page.length > 0) {
+          res.write(page.map(changeFrame).join(''))
+          client.cursor = page[page.length - 1].eventId
+        }
+        // A short page: nothing more was readable. What comes after is the poller's to send.
+        if (page.length < PAGE) {
+          client.live = true
+          return
+        }
       }
     } catch (err) {
       logFailure(err)
@@ -146,31 +161,49 @@ export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app,
     }
   }
 
-  const tick = (): void => {
-    try {
-      const changes = store.changesAfter(cursor, MAX_PER_TICK)
-      failing = false
-      if (changes.length === 0) return
-      const to = changes[changes.length - 1].seq
-      // Moved first: a client sent off to catch up below must catch up to here.
-      cursor = to
-      let chunk: string | null = null
-      for (const client of clients) {
-        if (!client.live) continue
-        // A client resuming from a number just ahead of the shared cursor has these already.
-        if (client.cursor >= to) continue
-        // Checked before the frames are built: a client without room catches up on its own, paced by its socket.
-        if (client.res.writableLength > MAX_BUFFERED / 2) {
-          catchUp(client).catch(logFailure)
-          continue
+  /**
+   * One pass: for each position live clients stand at (usually one, shared by all), the changes after it, sent
+   * to every live client still there. A client without room for them catches up on its own instead.
+   */
+  const tick = async (): Promise<void> => {
+    const positions = new Set<string>()
+    for (const client of clients) if (client.live && client.cursor !== null) positions.add(client.cursor)
+    for (const from of positions) {
+      try {
+        const changes = await store.changesAfter(from, MAX_PER_TICK)
+        failing = false
+        if (changes.length === 0) continue
+        const to = changes[changes.length - 1].eventId
+        let chunk: string | null = null
+        for (const client of clients) {
+          // Clients that moved meanwhile (or joined at this position while the store was read) are compared by id.
+          if (!client.live || client.cursor !== from || client.res.destroyed) continue
+          // Checked before the frames are built: a client without room catches up on its own, paced by its socket.
+          if (client.res.writableLength > MAX_BUFFERED / 2) {
+            catchUp(client).catch(logFailure)
+            continue
+          }
+          chunk ??= changes.map(changeFrame).join('')
+          client.res.write(chunk)
+          client.cursor = to
         }
-        chunk ??= changes.map(changeFrame).join('')
-        client.res.write(chunk)
-        client.cursor = to
+      } catch (err) {
+        logFailure(err)
       }
-    } catch (err) {
-      logFailure(err)
     }
+  }
+
+  const schedule = (): void => {
+    if (poller || polling || clients.size === 0) return
+    poller = setTimeout(() => {
+      poller = null
+      polling = true
+      tick().catch(logFailure).finally(() => {
+        polling = false
+        schedule()
+      })
+    }, tuning.pollMs)
+    poller.unref()
   }
 
   const ping = (): void => {
@@ -180,16 +213,16 @@ export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app,
   }
 
   const start = (): void => {
-    // What was committed before the first client connected is in the page's own fetch, made after the stream opens.
-    cursor = store.latestSeq()
-    poller = setInterval(tick, tuning.pollMs)
-    poller.unref()
-    pinger = setInterval(ping, tuning.heartbeatMs)
-    pinger.unref()
+    schedule()
+    if (!pinger) {
+      pinger = setInterval(ping, tuning.heartbeatMs)
+      pinger.unref()
+    }
   }
 
   const stop = (): void => {
-    if (poller) clearInterval(poller)
+    // A pass in progress ends on its own and, with no client left, schedules no other.
+    if (poller) clearTimeout(poller)
     if (pinger) clearInterval(pinger)
     poller = pinger = null
   }
@@ -201,8 +234,9 @@ export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app,
   app.get('/api/events', {
     schema: {
       summary: 'Live job changes (Server-Sent Events)',
-      description: 'text/event-stream: `event: job` with the job JSON whenever a job changes (id: the job\'s version), `event: deleted` ' +
-        'with {id} after a delete, `event: reset` when a resume is too far behind. Send Last-Event-ID to resume; `: ping` every 15 s. ' +
+      description: 'text/event-stream: `event: job` with the job JSON whenever a job changes, `event: deleted` ' +
+        'with {id} after a delete, `event: reset` when a resume is too far behind. Event ids are opaque strings; send the last one as ' +
+        'Last-Event-ID to resume; `: ping` every 15 s. ' +
         `At most ${tuning.maxClients} streams at once (503 beyond) and ${tuning.maxClientsPerAddress} per client address (429 beyond).`,
       tags: ['jobs'],
       headers: {
@@ -210,7 +244,7 @@ export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app,
         properties: { 'last-event-id': { type: 'string', description: 'id of the last event received; resumes after it' } }
       }
     }
-  }, (req, reply) => {
+  }, async (req, reply) => {
     const address = req.ip
     if (clients.size >= tuning.maxClients) {
       return reply.code(503).header('retry-after', '10')
@@ -221,7 +255,50 @@ export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app,
         .send(refuse(429, `too many event streams from this address (${tuning.maxClientsPerAddress}); close one first`))
     }
 
+    // The place is taken now, before the store is asked where the client starts: the limits hold meanwhile.
     const res = reply.raw
+    const client: Client = { res, address, cursor: null, live: false, open: false }
+    clients.add(client)
+    perAddress.set(address, (perAddress.get(address) ?? 0) + 1)
+    let left = false
+    const leave = (): void => {
+      if (left) return
+      left = true
+      clients.delete(client)
+      const others = (perAddress.get(address) ?? 1) - 1
+      if (others > 0) perAddress.set(address, others)
+      else perAddress.delete(address)
+      if (clients.size === 0) stop()
+    }
+    res.on('close', leave)
+
+    // Where the client starts, before the stream opens: every change committed once it is open comes after it
+    // (what was committed before is in the page's own fetch, made after the stream opens). A client resuming
+    // starts at its last id if the store can replay from there; otherwise it is told to reset.
+    const lastId = lastEventId(req.headers['last-event-id'])
+    let resume = false
+    try {
+      if (lastId !== undefined && lastId.length <= MAX_EVENT_ID_LENGTH && !/[\r\n]/.test(lastId)) {
+        resume = await store.canResume(lastId, MAX_REPLAY)
+      }
+      client.cursor = resume ? (lastId as string) : await store.feedHead()
+      failing = false
+    } catch (err) {
+      leave()
+      logFailure(err)
+      return reply.code(503).header('retry-after', '10')
+        .send(refuse(503, 'the change feed cannot be read now; retry later'))
+    }
+    if (res.destroyed) {
+      leave()
+      reply.hijack()
+      return
+    }
+    if (closing) {
+      leave()
+      return reply.code(503).send(refuse(503, 'the server is closing'))
+    }
+
     reply.hijack()
     res.writeHead(200, {
       // Keep the headers set so far (security headers), then the stream's own.
@@ -232,41 +309,18 @@ export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app,
       'x-accel-buffering': 'no'
     })
     res.write('retry: 1000\n: connected\n\n')
-
-    if (clients.size === 0) start()
-    const client: Client = { res, address, cursor, live: true }
-    clients.add(client)
-    perAddress.set(address, (perAddress.get(address) ?? 0) + 1)
-    res.on('close', () => {
-      clients.delete(client)
-      const left = (perAddress.get(address) ?? 1) - 1
-      if (left > 0) perAddress.set(address, left)
-      else perAddress.delete(address)
-      if (clients.size === 0) stop()
-    })
-
+    client.open = true
+    if (lastId !== undefined && !resume) res.write(frame('reset', '{}'))
+    start()
     // Resume: the changes after the client's last id, caught up at the client's pace; later ones come live.
-    const header = req.headers['last-event-id']
-    const lastId = Number(header)
-    if (header === undefined || header === '' || !Number.isSafeInteger(lastId) || lastId < 0) return
-    try {
-      const complete = lastId <= store.latestSeq() && lastId >= store.resumableAfter() &&
-        store.countChanges(lastId, cursor, MAX_REPLAY) <= MAX_REPLAY
-      if (!complete) {
-        res.write(frame('reset', '{}'))
-        return
-      }
-      client.cursor = lastId
-      catchUp(client).catch(logFailure)
-    } catch (err) {
-      logFailure(err)
-      res.destroy()
-    }
+    if (resume) catchUp(client).catch(logFailure)
+    else client.live = true
   })
 
   // Streams never end on their own; end them so that close() does not wait for clients.
   app.addHook('preClose', (done) => {
-    for (const client of clients) client.res.end()
+    closing = true
+    for (const client of clients) if (client.open) client.res.end()
     clients.clear()
     perAddress.clear()
     stop()

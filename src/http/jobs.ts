@@ -4,15 +4,15 @@ import { createAjv } from '../ajv.js'
 import type { Config } from '../config.js'
 import type { JobTypeCatalog } from '../job-types/catalog.js'
 import { coerceError } from '../errors.js'
-import type { Scheduler } from '../jobs/scheduler.js'
-import { type JobStore, toJob } from '../jobs/store.js'
-import type { MatrixStore } from '../matrices/store.js'
+import { toJob } from '../jobs/store.js'
+import type { AsyncJobStore } from '../store/job-store.js'
+import type { AsyncMatrixStore } from '../store/matrix-store.js'
 import { toJobEvent } from '../jobs/history.js'
 import { runBulk } from '../jobs/bulk.js'
 import { readJobLogLines } from '../log-tail.js'
 import { parseFilter } from './filter.js'
 import { BulkBody, BulkReply, CountsReply, ErrorReply, FilterQuery, IdParams, JobEventList, JobList, JobLogReply, JobSchema, ListQuery, type Submission, SubmitHeaders } from './schemas.js'
-import { createSubmitContext, createSubmitValidator, submitDocSchema } from './submit.js'
+import { checkSubmission, createSubmitValidator, ShapeReadError, submitDocSchema } from './submit.js'
 
 /** What the job routes need. */
 /** A bulk action in progress logs what it has done at most this often (ms). */
@@ -21,12 +21,12 @@ const BULK_PROGRESS_LOG_MS = 5000
 const LOG_READS_AT_ONCE = 2
 
 export interface JobRoutesOptions {
-  store: JobStore
-  scheduler: Pick<Scheduler, 'wake'>
+  store: AsyncJobStore
+  scheduler: { wake (): void }
   config: Pick<Config, 'maxPending' | 'defaultTimeoutSeconds'> & Partial<Pick<Config, 'maxMatrixBytes' | 'logFile'>>
   jobTypes: JobTypeCatalog
   /** Shapes of stored matrices, for the checks of types that take matrix ids. */
-  matrices?: Pick<MatrixStore, 'shape'>
+  matrices?: Pick<AsyncMatrixStore, 'shape'>
 }
 
 /** A 400 in Fastify's error shape, for what a type's own checks refuse. */
@@ -41,7 +41,6 @@ export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (instance, 
   const app = instance.withTypeProvider<TypeBoxTypeProvider>()
   const submitValidator = createSubmitValidator(jobTypes)
   const headersAjv = createAjv({ coerceTypes: true })
-  const submitContext = createSubmitContext(matrices, config.maxMatrixBytes)
 
   app.post('/api/jobs', {
     schema: {
@@ -65,17 +64,18 @@ export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (instance, 
     let steps: number
     try {
       params = type.prepare ? type.prepare(params) : params
-      const refused = type.check?.(params, submitContext)
+      const refused = await checkSubmission(type, params, matrices, config.maxMatrixBytes)
       if (refused) throw badRequest(`body/params ${refused}`)
       steps = type.steps ? type.steps(params) : 1
     } catch (err) {
       if ((err as { statusCode?: number }).statusCode === 400) throw err
+      if (err instanceof ShapeReadError) throw err.cause
       req.log.error({ err, type: body.type }, 'a job type\'s prepare/check/steps threw')
       throw badRequest(`job type "${body.type}" refused these params: ${coerceError(err).message}`)
     }
     if (!Number.isSafeInteger(steps) || steps < 1) throw badRequest(`job type "${body.type}" counts ${steps} steps for these params; expected an integer ≥ 1`)
     const timeoutSeconds = body.timeoutSeconds ?? (config.defaultTimeoutSeconds || null)
-    const { row, created } = store.submit({
+    const { row, created } = await store.submit({
       type: body.type,
       name: body.name ?? null,
       params,
@@ -102,7 +102,7 @@ export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (instance, 
     }
   }, async (req) => {
     const { limit, cursor, ...input } = req.query
-    const page = store.list({ filter: parseFilter(input, 'querystring'), limit, cursor })
+    const page = await store.list({ filter: parseFilter(input, 'querystring'), limit, cursor })
     return { jobs: page.jobs.map(toJob), nextCursor: page.nextCursor }
   })
 
@@ -116,7 +116,7 @@ export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (instance, 
     }
   }, async (req) => {
     const filter = parseFilter(req.query, 'querystring')
-    const counts = store.counts(filter)
+    const counts = await store.counts(filter)
     const statuses = filter.status ?? Object.keys(counts) as Array<keyof typeof counts>
     return { counts, total: statuses.reduce((sum, s) => sum + counts[s], 0) }
   })
@@ -171,9 +171,9 @@ export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (instance, 
       response: { 200: JobEventList, 400: ErrorReply, 404: ErrorReply }
     }
   }, async (req, reply) => {
-    const row = store.get(req.params.id)
+    const row = await store.get(req.params.id)
     if (!row) return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `job ${req.params.id} not found` })
-    return { jobId: row.id, events: store.events(row.id).map((e) => toJobEvent(e, row.steps)) }
+    return { jobId: row.id, events: (await store.events(row.id)).map((e) => toJobEvent(e, row.steps)) }
   })
 
   let logReads = 0
@@ -186,7 +186,7 @@ export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (instance, 
       response: { 200: JobLogReply, 400: ErrorReply, 404: ErrorReply, 429: ErrorReply }
     }
   }, async (req, reply) => {
-    const row = store.get(req.params.id)
+    const row = await store.get(req.params.id)
     if (!row) return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `job ${req.params.id} not found` })
     if (!config.logFile) return { jobId: row.id, logFile: false, bytesRead: 0, lines: [] }
     if (logReads >= LOG_READS_AT_ONCE) {
@@ -204,7 +204,7 @@ export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (instance, 
   app.get('/api/jobs/:id', {
     schema: { summary: 'Read a job', tags: ['jobs'], params: IdParams, response: { 200: JobSchema, ...errors } }
   }, async (req, reply) => {
-    const row = store.get(req.params.id)
+    const row = await store.get(req.params.id)
     if (!row) return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `job ${req.params.id} not found` })
     return toJob(row)
   })
@@ -218,7 +218,7 @@ export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (instance, 
       response: { 200: JobSchema, ...errors }
     }
   }, async (req) => {
-    const row = store.cancel(req.params.id)
+    const row = await store.cancel(req.params.id)
     req.log.info({ jobId: row.id, event: row.status === 'canceled' ? 'canceled' : 'cancel-requested' }, 'job cancel requested')
     scheduler.wake()
     return toJob(row)
@@ -233,7 +233,7 @@ export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (instance, 
       response: { 201: JobSchema, ...errors, 429: ErrorReply }
     }
   }, async (req, reply) => {
-    const row = store.retry(req.params.id, config.maxPending)
+    const row = await store.retry(req.params.id, config.maxPending)
     req.log.info({ jobId: row.id, retryOf: req.params.id, event: 'submitted' }, 'job submitted (retry)')
     scheduler.wake()
     return reply.code(201).header('location', `/api/jobs/${row.id}`).send(toJob(row))
@@ -248,7 +248,7 @@ export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (instance, 
       response: { 204: Type204, ...errors }
     }
   }, async (req, reply) => {
-    store.remove(req.params.id)
+    await store.remove(req.params.id)
     req.log.info({ jobId: req.params.id, event: 'deleted' }, 'job deleted')
     return reply.code(204).send(null)
   })

@@ -5,12 +5,13 @@ import { Type } from 'typebox'
 import { FORMATS, formatOfContentType, MATRIX_FORMATS, type MatrixFormat, TEXT_BYTES_PER_DATA_BYTE } from '../matrices/formats/index.js'
 import { npyHeader } from '../matrices/formats/npy.js'
 import { MatrixInputError, MatrixTooLargeError, viewCanonicalBytes } from '../matrices/matrix.js'
-import { type MatrixStore, toMatrixMeta } from '../matrices/store.js'
+import { toMatrixMeta } from '../matrices/store.js'
+import type { AsyncMatrixStore } from '../store/matrix-store.js'
 import { ErrorReply } from './schemas.js'
 
 /** What the matrix routes need. */
 export interface MatrixRoutesOptions {
-  matrices: MatrixStore
+  matrices: AsyncMatrixStore
   config: { maxMatrixBytes: number, maxMatrixStorageBytes?: number }
 }
 
@@ -116,7 +117,7 @@ export const matrixRoutes: FastifyPluginAsync<MatrixRoutesOptions> = async (inst
         throw err
       }
       // A small file can declare a large matrix (a sparse Matrix Market file is stored dense): the total is capped.
-      const used = matrices.totals().bytes
+      const used = (await matrices.totals()).bytes
       const adding = parsed.rows * parsed.cols * 8
       const quota = config.maxMatrixStorageBytes ?? Number.POSITIVE_INFINITY
       if (used + adding > quota) {
@@ -126,7 +127,7 @@ export const matrixRoutes: FastifyPluginAsync<MatrixRoutesOptions> = async (inst
           message: `matrix storage is full: ${used} of ${quota} bytes used (MAX_MATRIX_STORAGE_BYTES), this matrix needs ${adding}; delete matrices or jobs first`
         })
       }
-      const row = matrices.insert({ ...parsed, name: req.query.name ?? 'matrix' })
+      const row = await matrices.insert({ ...parsed, name: req.query.name ?? 'matrix' })
       req.log.info({ event: 'matrix-stored', matrixId: row.id, rows: row.rows, cols: row.cols, format }, 'matrix stored')
       return reply.code(201).header('location', `/api/matrices/${row.id}`).send(toMatrixMeta(row))
     })
@@ -141,14 +142,14 @@ export const matrixRoutes: FastifyPluginAsync<MatrixRoutesOptions> = async (inst
       response: { 200: MatrixList, 400: ErrorReply }
     }
   }, async (req) => {
-    const page = matrices.list(req.query)
+    const page = await matrices.list(req.query)
     return { matrices: page.matrices.map(toMatrixMeta), nextCursor: page.nextCursor }
   })
 
   app.get('/api/matrices/:id', {
     schema: { summary: 'Read a matrix\'s metadata', tags: ['matrices'], params: IdParams, response: { 200: MatrixSchema, 400: ErrorReply, 404: ErrorReply } }
   }, async (req, reply) => {
-    const row = matrices.get(req.params.id)
+    const row = await matrices.get(req.params.id)
     if (!row) return reply.code(404).send(notFound(req.params.id))
     return toMatrixMeta(row)
   })
@@ -163,7 +164,7 @@ export const matrixRoutes: FastifyPluginAsync<MatrixRoutesOptions> = async (inst
       response: { 200: Download, 400: ErrorReply, 404: ErrorReply }
     }
   }, async (req, reply) => {
-    const stored = matrices.loadBytes(req.params.id)
+    const stored = await matrices.loadBytes(req.params.id)
     if (!stored) return reply.code(404).send(notFound(req.params.id))
     const format = req.query.format ?? 'json'
     const codec = FORMATS[format]
@@ -188,7 +189,7 @@ export const matrixRoutes: FastifyPluginAsync<MatrixRoutesOptions> = async (inst
       response: { 200: Preview, 400: ErrorReply, 404: ErrorReply }
     }
   }, async (req, reply) => {
-    const corner = matrices.corner(req.params.id, req.query.rows, req.query.cols)
+    const corner = await matrices.corner(req.params.id, req.query.rows, req.query.cols)
     if (!corner) return reply.code(404).send(notFound(req.params.id))
     return { id: corner.meta.id, rows: corner.meta.rows, cols: corner.meta.cols, data: corner.data }
   })
@@ -202,7 +203,7 @@ export const matrixRoutes: FastifyPluginAsync<MatrixRoutesOptions> = async (inst
       response: { 204: Deleted, 400: ErrorReply, 404: ErrorReply, 409: ErrorReply }
     }
   }, async (req, reply) => {
-    matrices.remove(req.params.id)
+    await matrices.remove(req.params.id)
     req.log.info({ event: 'matrix-deleted', matrixId: req.params.id }, 'matrix deleted')
     return reply.code(204).send(null)
   })

@@ -1,17 +1,36 @@
 import type { FastifyPluginAsync } from 'fastify'
 import { type Db, latestSchemaVersion } from '../db.js'
-import type { Scheduler, SchedulerHealth } from '../jobs/scheduler.js'
+import type { SchedulerHealth } from '../jobs/scheduler.js'
 
 /** What the health routes look at. */
 export interface OpsOptions {
-  /** Throws, with a reason, when the database is not usable (see checkDb); /readyz answers 503 then. */
-  dbReady?: () => void
+  /** Resolves when the database is usable, throws or rejects with the reason otherwise (see checkDb, and the
+   *  stores' ready()); /readyz answers 503 then. */
+  dbReady?: () => void | Promise<void>
   /** When the scheduler reports the time of its last pass (epoch ms, null before the first), /readyz also checks it is recent. */
-  scheduler?: Pick<Scheduler, 'wake'> & { lastTickAt?: () => number | null, health?: () => SchedulerHealth }
+  scheduler?: {
+    lastTickAt?: () => number | null | Promise<number | null>
+    health?: () => SchedulerHealth | Promise<SchedulerHealth>
+  }
 }
 
 /** A scheduler that has not looked at the table for this long is taken as stuck. */
 export const SCHEDULER_STALE_MS = 10_000
+/** A database (or scheduler) that has not answered the readiness check in this long is not ready (ms). */
+export const READY_TIMEOUT_MS = 5_000
+
+/** `promise`, or a rejection naming `what` when it has not settled within `ms`. */
+async function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms / 1000} s`)), ms)
+  })
+  try {
+    return await Promise.race([promise, late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
 
 /**
  * Readiness of the database: it is open, it accepts a write lock (BEGIN IMMEDIATE, rolled back at once: nothing
@@ -39,7 +58,7 @@ const Unavailable = {
 } as const
 
 /** /healthz (the process answers) and /readyz (the database is writable and migrated, the scheduler runs). */
-export const opsRoutes: FastifyPluginAsync<OpsOptions> = async (app, { dbReady, scheduler }) => {
+export const opsRoutes: FastifyPluginAsync<OpsOptions & { readyTimeoutMs?: number }> = async (app, { dbReady, scheduler, readyTimeoutMs = READY_TIMEOUT_MS }) => {
   app.get('/healthz', {
     schema: { summary: 'Liveness: the process answers', tags: ['ops'], response: { 200: Health } }
   }, async () => ({ status: 'ok' }))
@@ -52,12 +71,14 @@ export const opsRoutes: FastifyPluginAsync<OpsOptions> = async (app, { dbReady, 
     }
   }, async (req, reply) => {
     try {
-      dbReady?.()
-      const last = scheduler?.lastTickAt?.()
+      // A database that hangs (PostgreSQL unreachable, a connection pool exhausted) is as unready as one that refuses.
+      const ask = <T>(f: () => T | Promise<T>, what: string): Promise<T> => within(Promise.resolve().then(f), readyTimeoutMs, what)
+      if (dbReady) await ask(dbReady, 'the database')
+      const last = scheduler?.lastTickAt ? await ask(() => scheduler.lastTickAt!(), 'the scheduler') : undefined
       if (last !== undefined && (last === null || Date.now() - last > SCHEDULER_STALE_MS)) {
         throw new Error(last === null ? 'scheduler not started' : `scheduler has not run for ${Math.round((Date.now() - last) / 1000)} s`)
       }
-      const health = scheduler?.health?.()
+      const health = scheduler?.health ? await ask(() => scheduler.health!(), 'the scheduler') : undefined
       if (health && !health.ok) throw new Error(health.reason ?? 'scheduler cannot start jobs')
       return { status: 'ok' }
     } catch (err) {

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { JobFilter } from './job-filter.js'
-import type { BulkAction, JobStore } from './store.js'
+import type { AsyncJobStore } from '../store/job-store.js'
+import type { BulkAction } from './store.js'
 
 /** Jobs changed per transaction: short enough that a worker's heartbeat never waits long for the write lock. */
 export const BULK_BATCH = 50
@@ -29,10 +30,10 @@ export const BULK_MIN_PAUSE_MS = 10
  * Every change goes through the jobs table, so the live stream reports each one. It stops between batches once
  * `signal` is aborted (the server is closing), with what it did so far.
  */
-export async function runBulk (store: Pick<JobStore, 'bulkBatch' | 'resolveCreated'>, action: BulkAction, filter: JobFilter,
+export async function runBulk (store: Pick<AsyncJobStore, 'bulkBatch' | 'resolveCreated'>, action: BulkAction, filter: JobFilter,
   options: { maxPending: number, batch?: number, signal?: AbortSignal, onBatch?: (out: BulkOutcome) => void }): Promise<BulkOutcome> {
   const out: BulkOutcome = { matched: 0, changed: 0, skipped: [], skippedTotal: 0, interrupted: false }
-  const resolved = store.resolveCreated(filter)
+  const resolved = await store.resolveCreated(filter)
   let cursor: number | null = Number.MAX_SAFE_INTEGER
   while (cursor !== null) {
     if (options.signal?.aborted) {
@@ -40,7 +41,7 @@ export async function runBulk (store: Pick<JobStore, 'bulkBatch' | 'resolveCreat
       break
     }
     const started = performance.now()
-    const batch = store.bulkBatch(action, resolved, cursor, options.batch ?? BULK_BATCH, options.maxPending)
+    const batch = await store.bulkBatch(action, resolved, cursor, options.batch ?? BULK_BATCH, options.maxPending)
     const held = performance.now() - started
     out.matched += batch.matched
     out.changed += batch.changed

@@ -442,4 +442,45 @@ if (!existsSync(CHROMIUM)) {
     const overflow = await page.locator('#detail').evaluate((el) => el.scrollWidth - el.clientWidth)
     t.equal(overflow, 0, 'and the detail still fits the screen')
   })
+  t.test('the Nodes panel lists the servers sharing the database, a silent one marked, and fits 360 px', async (t) => {
+    const now = Date.now()
+    const node = (nodeId: string, fields: Record<string, unknown>) => ({
+      nodeId, host: nodeId.split(':')[0], pid: 100, startedAt: new Date(now - 3_600_000).toISOString(), heartbeatAt: new Date(now).toISOString(), heartbeatAgeMs: 1200, running: 0, self: false, ...fields
+    })
+    const nodes = [node('alpha:3000', { running: 2, self: true }), node('beta:3000', { pid: 77, heartbeatAgeMs: 125_000, running: 1 })]
+    for (const width of [1280, 360]) {
+      const context = await browser.newContext({ viewport: { width, height: 900 } })
+      t.teardown(() => context.close())
+      const page = await context.newPage()
+      const errors: string[] = []
+      page.on('pageerror', (err) => errors.push(err.message))
+      await page.route(/\/api\/nodes$/, (route) => route.fulfill({ json: { nodes } }))
+      await page.goto(server.url)
+      const rows = page.locator('#nodes-table tbody tr')
+      await rows.nth(1).waitFor()
+      t.equal(await page.locator('#nodes-summary').textContent(), '2 nodes · 3 running · 1 silent', `${width} px: the summary`)
+      t.match(await rows.nth(0).locator('td').first().textContent(), /^alpha:3000 \(this server\)$/, `${width} px: this server is marked`)
+      t.equal(await rows.nth(1).locator('td[data-label="last heartbeat"]').textContent(), '2 m 05 s ago', `${width} px: the heartbeat age`)
+      t.equal(await rows.nth(1).getAttribute('class'), 'node-silent', `${width} px: a node silent for two minutes is marked`)
+      t.equal(await rows.nth(0).locator('td[data-label="running jobs"]').textContent(), '2', `${width} px: running jobs`)
+      t.ok(await page.locator('#nodes-empty').isHidden(), `${width} px: no empty message`)
+      const scroll = await page.evaluate(() => document.documentElement.scrollWidth)
+      t.ok(scroll <= width, `${width} px: no horizontal scrolling (${scroll})`)
+      t.same(errors, [], `${width} px: no page errors`)
+    }
+  })
+
+  t.test('with no node registered the Nodes panel says so', async (t) => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } })
+    t.teardown(() => context.close())
+    const page = await context.newPage()
+    const errors: string[] = []
+    page.on('pageerror', (err) => errors.push(err.message))
+    await page.route(/\/api\/nodes$/, (route) => route.fulfill({ json: { nodes: [] } }))
+    await page.goto(server.url)
+    await page.locator('#nodes-empty').waitFor()
+    t.ok(await page.locator('#nodes-table').isHidden(), 'no empty table')
+    t.equal(await page.locator('#nodes-summary').textContent(), '', 'no summary')
+    t.same(errors, [], 'no page errors')
+  })
 }

@@ -11,10 +11,10 @@ const TOKEN = 's3cret-token-for-tests-0123456789'
 
 /** The app with the given environment, logging through the real factory to a file of the test's own. */
 async function setup (t: Test, env: Record<string, string> = { API_TOKEN: TOKEN }) {
-  const { store } = tmpDb(t)
+  const { store, jobs } = tmpDb(t)
   const logFile = join(t.testdir({}), 'app.log')
   const loggerInstance = createLogger({ logLevel: 'trace', logFile })
-  const app = await buildApp({ config: testConfig(env), store, scheduler: { wake () {} }, loggerInstance })
+  const app = await buildApp({ config: testConfig(env), store: jobs, scheduler: { wake () {} }, loggerInstance })
   t.teardown(() => app.close())
   const log = (): string => readFileSync(logFile, 'utf8')
   return { app, store, log }

@@ -6,7 +6,8 @@ import t from 'tap'
 import { latestSchemaVersion, openDb } from '../../src/db.js'
 import { buildApp } from '../../src/http/app.js'
 import type { EventsTuning } from '../../src/http/events.js'
-import { createJobStore, type JobStore } from '../../src/jobs/store.js'
+import { createJobStore } from '../../src/jobs/store.js'
+import type { AsyncJobStore } from '../../src/store/job-store.js'
 import { api, startServer, testConfig, tmpDb, waitFor } from '../fixtures/helpers.js'
 
 /** One SSE frame as received, with the time it arrived. */
@@ -54,9 +55,9 @@ async function openStream (t: Test, url: string, headers: Record<string, string>
 }
 
 /** The app over a real database file, listening on a loopback port; no scheduler runs, the test plays the worker. */
-async function setup (t: Test, events: Partial<EventsTuning> = {}, wrap: (store: JobStore) => JobStore = (s) => s) {
-  const { store, path, db } = tmpDb(t)
-  const options = { config: testConfig(), store: wrap(store), scheduler: { wake () {} }, events }
+async function setup (t: Test, events: Partial<EventsTuning> = {}, wrap: (store: AsyncJobStore) => AsyncJobStore = (s) => s) {
+  const { store, jobs, path, db } = tmpDb(t)
+  const options = { config: testConfig(), store: wrap(jobs), scheduler: { wake () {} }, events }
   const app = await buildApp(options)
   t.teardown(() => app.close())
   await app.listen({ port: 0, host: '127.0.0.1' })
@@ -267,7 +268,7 @@ t.test('the database is polled only while a client is connected, and a ping keep
   let calls = 0
   const { url } = await setup(t, { pollMs: 20, heartbeatMs: 100 }, (store) => ({
     ...store,
-    changesAfter: (after: number, limit?: number) => { calls++; return store.changesAfter(after, limit) }
+    changesAfter: (after: string | null, limit?: number) => { calls++; return store.changesAfter(after, limit) }
   }))
   await sleep(150)
   t.equal(calls, 0, 'no client, no polling')
@@ -285,6 +286,107 @@ t.test('the database is polled only while a client is connected, and a ping keep
   const after = calls
   await sleep(200)
   t.equal(calls, after, 'polling stops with the last client')
+})
+
+t.test('a malformed or foreign Last-Event-ID gets reset, never a 500', async (t) => {
+  const { url, store } = await setup(t)
+  store.submit(newJob('x', 1), 100)
+  for (const id of ['abc', '-1', '1.5', '12abc', '9'.repeat(40), 'x'.repeat(500), '1e3']) {
+    const stream = await openStream(t, url, { 'last-event-id': id })
+    t.equal(stream.status, 200, `${JSON.stringify(id.slice(0, 20))}: 200`)
+    await waitFor(() => stream.frames.some((f) => f.event === 'reset'), 5000, `reset for ${JSON.stringify(id.slice(0, 20))}`)
+    stream.close()
+  }
+  const after = await openStream(t, url)
+  const job = await api(url, '/api/jobs', { body: { n: 2, steps: 2, name: 'still live' } })
+  await waitFor(() => after.jobs().some((j) => j.id === job.body.id), 5000, 'a live change after all that')
+})
+
+t.test('event ids are opaque: a store whose ids are not numbers streams, resumes and resets the same way', async (t) => {
+  // PostgreSQL's ids look like "<xid>.<id>"; this store hands out SQLite's numbers dressed the same way.
+  const dress = (id: string): string => `${Number(id) + 700}.${id}`
+  const undress = (id: string): string | undefined => {
+    const m = /^(\d+)\.(\d+)$/.exec(id)
+    return m && Number(m[1]) === Number(m[2]) + 700 ? m[2] : undefined
+  }
+  const { url, store } = await setup(t, {}, (inner) => ({
+    ...inner,
+    changesAfter: async (after, limit) => {
+      const from = after === null ? null : undress(after)
+      if (after !== null && from === undefined) throw new Error(`not an id of this store: ${after}`)
+      return (await inner.changesAfter(from ?? null, limit)).map((c) => ({ ...c, eventId: dress(c.eventId) }))
+    },
+    feedHead: async () => dress(await inner.feedHead()),
+    canResume: async (id, max) => {
+      const from = undress(id)
+      return from !== undefined && inner.canResume(from, max)
+    }
+  }))
+  const stream = await openStream(t, url)
+  const a = store.submit(newJob('a', 1), 100).row
+  const seen = await waitFor(() => stream.frames.find((f) => f.event === 'job' && JSON.parse(f.data as string).id === a.id), 5000, 'job a')
+  t.match(seen.id, /^\d+\.\d+$/, `the store's own id is sent as it is (${seen.id})`)
+  stream.close()
+
+  store.cancel(a.id)
+  const b = store.submit(newJob('b', 2), 100).row
+  const resumed = await openStream(t, url, { 'last-event-id': seen.id as string })
+  await waitFor(() => resumed.jobs().some((j) => j.id === b.id), 5000, 'b replayed')
+  await waitFor(() => resumed.jobs().some((j) => j.id === a.id && j.status === 'canceled'), 5000, 'a canceled replayed')
+  t.notOk(resumed.frames.some((f) => f.event === 'reset'), 'no reset')
+  const c = store.submit(newJob('c', 3), 100).row
+  await waitFor(() => resumed.jobs().some((j) => j.id === c.id), 5000, 'then live changes')
+  const ids = resumed.frames.filter((f) => f.id !== undefined).map((f) => f.id)
+  t.equal(new Set(ids).size, ids.length, 'no change sent twice')
+
+  const foreign = await openStream(t, url, { 'last-event-id': '17' })
+  await waitFor(() => foreign.frames.some((f) => f.event === 'reset'), 5000, 'an id this store never gave: reset')
+})
+
+t.test('the poll loop never overlaps itself, however slow the store', async (t) => {
+  let inFlight = 0
+  let most = 0
+  let calls = 0
+  const { url, store } = await setup(t, { pollMs: 5 }, (inner) => ({
+    ...inner,
+    changesAfter: async (after, limit) => {
+      inFlight++
+      calls++
+      most = Math.max(most, inFlight)
+      try {
+        await sleep(40)
+        return await inner.changesAfter(after, limit)
+      } finally {
+        inFlight--
+      }
+    }
+  }))
+  const streams = [await openStream(t, url), await openStream(t, url), await openStream(t, url)]
+  const { row } = store.submit(newJob('slow', 1), 100)
+  for (const s of streams) await waitFor(() => s.jobs().some((j) => j.id === row.id), 5000, 'the change on every stream')
+  await sleep(300)
+  t.ok(calls >= 3, `polled (${calls} reads)`)
+  t.equal(most, 1, 'one read at a time: streams at one position share it, and a pass waits for the last')
+})
+
+t.test('a change feed that cannot be read when a stream opens is a 503 with Retry-After', async (t) => {
+  let down = true
+  const { url } = await setup(t, {}, (inner) => ({
+    ...inner,
+    feedHead: async () => {
+      if (down) throw new Error('connection refused')
+      return inner.feedHead()
+    }
+  }))
+  const res = await api(url, '/api/events')
+  t.equal(res.status, 503, '503')
+  t.match(res.body, { statusCode: 503, error: 'Service Unavailable', message: /change feed cannot be read/ }, 'says why')
+  t.ok(res.headers.get('retry-after'), 'with Retry-After')
+  down = false
+  const stream = await openStream(t, url)
+  t.equal(stream.status, 200, 'once the database answers, streams open again')
+  // The refused stream gave its place back.
+  t.equal((await openStream(t, url)).status, 200, 'and the refused one did not keep a place')
 })
 
 t.test('close() ends open streams instead of waiting for them', async (t) => {

@@ -11,7 +11,7 @@ import { loadJobTypes } from '../../src/job-types/catalog.js'
 import { ROOT, testConfig, tmpDb } from '../fixtures/helpers.js'
 
 async function setup (t: Test) {
-  const { store, db, path } = tmpDb(t)
+  const { jobs, matrices, db, path } = tmpDb(t)
   // Beside the database: a second t.testdir() would wipe the first.
   const dir = join(dirname(path), 'types')
   mkdirSync(dir)
@@ -28,7 +28,7 @@ async function setup (t: Test) {
   for (const f of ['counter.mjs']) copyFileSync(join(ROOT, 'test/fixtures/job-types', f), join(dir, f))
   copyFileSync(join(ROOT, 'examples/job-types/power-iteration.mjs'), join(dir, 'power-iteration.mjs'))
   const jobTypes = await loadJobTypes({ dir })
-  const app = await buildApp({ config: testConfig(), store, scheduler: { wake () {} }, jobTypes })
+  const app = await buildApp({ config: testConfig(), store: jobs, matrices, scheduler: { wake () {} }, jobTypes })
   t.teardown(() => app.close())
   const rows = (): number => db.prepare('SELECT count(*) FROM jobs').pluck().get() as number
   return { app, rows }

@@ -10,8 +10,8 @@ const job = (over: Partial<NewJob> = {}): NewJob => ({
 })
 
 async function setup (t: Test, env: Record<string, string> = {}) {
-  const { store, db } = tmpDb(t)
-  const app = await buildApp({ config: testConfig(env), store, scheduler: { wake: () => {} } })
+  const { store, jobs, db } = tmpDb(t)
+  const app = await buildApp({ config: testConfig(env), store: jobs, scheduler: { wake: () => {} } })
   t.teardown(() => app.close())
   // A job in any status, straight through the store's own transitions.
   const make = (status: string, over: Partial<NewJob> = {}): number => {
@@ -27,7 +27,7 @@ async function setup (t: Test, env: Record<string, string> = {}) {
     return row.id
   }
   const snapshot = (): string => JSON.stringify(db.prepare('SELECT id, status, stop_request, seq FROM jobs ORDER BY id').all())
-  return { app, store, db, make, snapshot }
+  return { app, store, jobs, db, make, snapshot }
 }
 
 t.test('filters: several statuses, type, name contains, created between; counts per status', async (t) => {
@@ -169,18 +169,18 @@ t.test('a second "retry all failed" retries nothing: each failed job already has
 })
 
 t.test('a bulk action pauses between batches and stops between two when the server closes', async (t) => {
-  const { store, make } = await setup(t)
+  const { store, jobs, make } = await setup(t)
   const { runBulk, BULK_MIN_PAUSE_MS } = await import('../../src/jobs/bulk.js')
   for (let i = 0; i < 60; i++) make('failed')
   const at: number[] = []
-  const paced = await runBulk(store, 'delete', {}, { maxPending: 1000, batch: 10, onBatch: () => at.push(performance.now()) })
+  const paced = await runBulk(jobs, 'delete', {}, { maxPending: 1000, batch: 10, onBatch: () => at.push(performance.now()) })
   t.equal(paced.changed, 60, 'all 60 deleted, in 6 batches')
   const gaps = at.slice(1).map((x, i) => x - at[i])
   t.ok(gaps.every((g) => g >= BULK_MIN_PAUSE_MS - 1), `a pause of at least ${BULK_MIN_PAUSE_MS} ms between two batches (${gaps.map((g) => g.toFixed(1)).join(', ')} ms)`)
 
   for (let i = 0; i < 60; i++) make('failed')
   const closing = new AbortController()
-  const cut = await runBulk(store, 'delete', {}, { maxPending: 1000, batch: 10, signal: closing.signal, onBatch: (so) => { if (so.changed >= 20) closing.abort() } })
+  const cut = await runBulk(jobs, 'delete', {}, { maxPending: 1000, batch: 10, signal: closing.signal, onBatch: (so) => { if (so.changed >= 20) closing.abort() } })
   t.match(cut, { changed: 20, matched: 20, interrupted: true }, 'stopped after the batch in which the server began to close')
   t.equal(store.counts({}).failed, 40, 'the rest is left as it was')
 })

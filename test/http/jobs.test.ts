@@ -5,9 +5,9 @@ import { testConfig, tmpDb } from '../fixtures/helpers.js'
 
 /** The API over a real database file, with a scheduler that only counts wake-ups (no job runs here). */
 async function setup (t: Test, env: Record<string, string> = {}) {
-  const { store, db } = tmpDb(t)
+  const { store, jobs, db } = tmpDb(t)
   const wakes = { count: 0 }
-  const app = await buildApp({ config: testConfig(env), store, scheduler: { wake: () => { wakes.count++ } } })
+  const app = await buildApp({ config: testConfig(env), store: jobs, scheduler: { wake: () => { wakes.count++ } } })
   t.teardown(() => app.close())
   const rows = (): number => db.prepare('SELECT count(*) FROM jobs').pluck().get() as number
   return { app, store, rows, wakes }

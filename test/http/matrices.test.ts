@@ -10,9 +10,10 @@ import { awkwardMatrix, collect, npyFile } from '../fixtures/matrices.js'
 const TYPES = { json: 'application/json', csv: 'text/csv', mtx: 'application/x-matrix-market', npy: 'application/octet-stream' }
 
 async function setup (t: Test, env: Record<string, string> = {}) {
-  const { store, db } = tmpDb(t)
+  const { store, jobs, matrices: asyncMatrices, db } = tmpDb(t)
+  // The app takes the async stores; the test's own setup and checks use the synchronous matrix store.
   const matrices = createMatrixStore(db)
-  const app = await buildApp({ config: testConfig(env), store, matrices, scheduler: { wake () {} } })
+  const app = await buildApp({ config: testConfig(env), store: jobs, matrices: asyncMatrices, scheduler: { wake () {} } })
   t.teardown(() => app.close())
   const count = (): number => db.prepare('SELECT count(*) FROM matrices').pluck().get() as number
   const upload = (body: string | Buffer, query = '', contentType = 'application/json') =>

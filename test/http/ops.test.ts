@@ -8,9 +8,9 @@ import { testConfig, tmpDb } from '../fixtures/helpers.js'
 
 /** The app over a real database file; no job runs here, so the scheduler only takes wake-ups. */
 async function setup (t: Test, extra: { stats?: SchedulerStats, lastTickAt?: () => number | null } = {}) {
-  const { store, db } = tmpDb(t)
+  const { store, jobs, db } = tmpDb(t)
   const scheduler = { wake () {}, ...extra }
-  const app = await buildApp({ config: testConfig(), store, scheduler, dbReady: () => checkDb(db) })
+  const app = await buildApp({ config: testConfig(), store: jobs, scheduler, dbReady: () => checkDb(db) })
   t.teardown(() => app.close())
   return { app, store, db }
 }
@@ -58,6 +58,41 @@ t.test('/readyz is 503 while the database is locked by another writer for longer
   t.throws(() => checkDb(db), { code: 'SQLITE_BUSY' }, 'no write lock: not ready')
   other.prepare('ROLLBACK').run()
   t.doesNotThrow(() => checkDb(db), 'lock released: ready')
+})
+
+t.test('/readyz awaits an async database check and scheduler health: a database that is down or hangs is 503 with the reason', async (t) => {
+  const { jobs } = tmpDb(t)
+  let db: 'up' | 'down' | 'hung' = 'up'
+  let health = { ok: true, reason: undefined as string | undefined }
+  const app = await buildApp({
+    config: testConfig(),
+    store: jobs,
+    scheduler: { wake () {}, health: async () => health },
+    dbReady: async () => {
+      if (db === 'down') throw new Error('PostgreSQL: connect ECONNREFUSED 10.0.0.5:5432')
+      if (db === 'hung') await new Promise(() => {})
+    }
+  })
+  t.teardown(() => app.close())
+  t.equal((await app.inject({ url: '/readyz' })).statusCode, 200, 'up: ready')
+  db = 'down'
+  const down = await app.inject({ url: '/readyz' })
+  t.equal(down.statusCode, 503, 'down: 503')
+  t.same(down.json(), { status: 'unavailable', reason: 'PostgreSQL: connect ECONNREFUSED 10.0.0.5:5432' }, 'with the reason')
+  db = 'up'
+  health = { ok: false, reason: 'workers die at boot' }
+  t.match((await app.inject({ url: '/readyz' })).json(), { status: 'unavailable', reason: 'workers die at boot' }, 'async scheduler health is awaited')
+
+  const { default: Fastify } = await import('fastify')
+  const { opsRoutes } = await import('../../src/http/ops.js')
+  const bare = Fastify()
+  t.teardown(() => bare.close())
+  await bare.register(opsRoutes, { dbReady: () => new Promise(() => {}), readyTimeoutMs: 100 })
+  const started = Date.now()
+  const hung = await bare.inject({ url: '/readyz' })
+  t.equal(hung.statusCode, 503, 'a database that does not answer: 503')
+  t.same(hung.json(), { status: 'unavailable', reason: 'the database did not answer within 0.1 s' }, 'says so')
+  t.ok(Date.now() - started < 2000, 'without waiting for it')
 })
 
 t.test('/readyz checks the scheduler when it reports its last pass', async (t) => {

@@ -10,8 +10,8 @@ import { testConfig, tmpDb } from '../fixtures/helpers.js'
 const newJob = { type: 'lyapunov', name: null, params: { n: 2, steps: 2, seed: 1 }, steps: 2, priority: 0, timeoutMs: null, idempotencyKey: null, retryOf: null }
 
 async function setup (t: Test, env: Record<string, string> = {}) {
-  const { store, db } = tmpDb(t)
-  const app = await buildApp({ config: testConfig(env), store, scheduler: { wake () {} } })
+  const { store, jobs, db } = tmpDb(t)
+  const app = await buildApp({ config: testConfig(env), store: jobs, scheduler: { wake () {} } })
   t.teardown(() => app.close())
   const rows = (): number => db.prepare('SELECT count(*) FROM jobs').pluck().get() as number
   return { app, store, rows }

@@ -3,8 +3,8 @@ import { buildApp } from '../../src/http/app.js'
 import { testConfig, tmpDb } from '../fixtures/helpers.js'
 
 t.test('POSTs past RATE_LIMIT_MAX per minute get 429 with Retry-After; other methods are not counted', async (t) => {
-  const { store } = tmpDb(t)
-  const app = await buildApp({ config: testConfig({ RATE_LIMIT_MAX: '3' }), store, scheduler: { wake () {} } })
+  const { store, jobs } = tmpDb(t)
+  const app = await buildApp({ config: testConfig({ RATE_LIMIT_MAX: '3' }), store: jobs, scheduler: { wake () {} } })
   t.teardown(() => app.close())
   const submit = (remoteAddress = '127.0.0.1') =>
     app.inject({ method: 'POST', url: '/api/jobs', payload: { n: 2, steps: 1 }, remoteAddress })
@@ -31,10 +31,10 @@ t.test('POSTs past RATE_LIMIT_MAX per minute get 429 with Retry-After; other met
 })
 
 t.test('the default limit is RATE_LIMIT_MAX=600 and a burst under it passes', async (t) => {
-  const { store } = tmpDb(t)
+  const { jobs } = tmpDb(t)
   const config = testConfig()
   t.equal(config.rateLimitMax, 600, 'default from src/config.ts')
-  const app = await buildApp({ config, store, scheduler: { wake () {} } })
+  const app = await buildApp({ config, store: jobs, scheduler: { wake () {} } })
   t.teardown(() => app.close())
   const codes = new Set<number>()
   for (let i = 0; i < 600; i++) {
