@@ -1,17 +1,16 @@
 /**
- * The only entry point that listens. loadConfig → open and migrate the database → scheduler → HTTP → listen.
+ * The only entry point that listens. loadConfig → open and migrate the database (SQLite at DB_PATH, or PostgreSQL at
+ * DATABASE_URL shared with other nodes) → scheduler → HTTP → listen.
  * SIGTERM / SIGINT: stop accepting, workers checkpoint and give their jobs back, database closed, exit 0.
  */
 import { type Config, ConfigError, loadConfig } from './config.js'
-import { migrate, openDb, startWalCheckpoints } from './db.js'
+import { startWalCheckpoints } from './db.js'
 import { buildApp } from './http/app.js'
-import { checkDb } from './http/ops.js'
 import { loadJobTypes } from './job-types/catalog.js'
 import { createScheduler } from './jobs/scheduler.js'
-import { createJobStore } from './jobs/store.js'
 import { createLogger } from './log.js'
 import { acquireServerLock, LOCK_HEARTBEAT_MS, type ServerLock, ServerLockHeldError } from './server-lock.js'
-import { createMatrixStore } from './matrices/store.js'
+import { openStores, type Stores } from './store/open.js'
 
 let config: Config
 try {
@@ -23,34 +22,51 @@ try {
 }
 
 const log = createLogger(config)
-const db = openDb(config.dbPath)
-const applied = migrate(db)
-if (applied.length > 0) log.info({ applied, dbPath: config.dbPath }, 'database migrated')
-
-// One server per database, held before any job is looked at: a second one refuses here, having changed nothing.
-let lock: ServerLock
+let stores: Stores
 try {
-  lock = acquireServerLock(db)
+  stores = await openStores(config, {
+    role: 'server',
+    // An idle pooled connection broken by a PostgreSQL restart: the pool replaces it; the next query says more.
+    onError: (err) => log.warn({ err }, 'a PostgreSQL connection was lost; it will be replaced')
+  })
 } catch (err) {
-  if (!(err instanceof ServerLockHeldError)) throw err
-  log.fatal({ holder: err.holder, dbPath: config.dbPath }, err.message)
-  process.stderr.write(`nonstop: ${err.message} (DB_PATH=${config.dbPath})\n`)
-  db.close()
+  log.fatal({ err }, 'cannot open the database')
+  process.stderr.write(`nonstop: cannot open the database: ${(err as Error).message}\n`)
   process.exit(1)
 }
-const lockTimer = setInterval(() => {
-  try {
-    if (lock.refresh()) return
-    // Only a server that found this one silent for long, from another host, takes the row: it schedules now.
-    log.fatal('another server has taken over this database; exiting without touching its jobs')
-    process.exit(1)
-  } catch (err) {
-    log.error({ err }, 'could not refresh the database lock; will try again')
-  }
-}, LOCK_HEARTBEAT_MS)
-lockTimer.unref()
+const where = stores.kind === 'sqlite' ? { dbPath: config.dbPath } : { database: 'postgres', nodeId: config.nodeId }
+if (stores.applied.length > 0) log.info({ applied: stores.applied, ...where }, 'database migrated')
 
-const store = createJobStore(db)
+// SQLite: one server per database file, held before any job is looked at: a second one refuses here, having changed
+// nothing. PostgreSQL is shared by several nodes on purpose; the nodes table lists them.
+const db = stores.sqlite
+let lock: ServerLock | undefined
+let lockTimer: NodeJS.Timeout | undefined
+if (db) {
+  try {
+    lock = acquireServerLock(db)
+  } catch (err) {
+    if (!(err instanceof ServerLockHeldError)) throw err
+    log.fatal({ holder: err.holder, dbPath: config.dbPath }, err.message)
+    process.stderr.write(`nonstop: ${err.message} (DB_PATH=${config.dbPath})\n`)
+    db.close()
+    process.exit(1)
+  }
+  const held = lock
+  lockTimer = setInterval(() => {
+    try {
+      if (held.refresh()) return
+      // Only a server that found this one silent for long, from another host, takes the row: it schedules now.
+      log.fatal('another server has taken over this database; exiting without touching its jobs')
+      process.exit(1)
+    } catch (err) {
+      log.error({ err }, 'could not refresh the database lock; will try again')
+    }
+  }, LOCK_HEARTBEAT_MS)
+  lockTimer.unref()
+}
+
+const store = stores.jobs
 // A broken module in JOB_TYPES_DIR is logged and listed with its error; it never stops the server.
 const jobTypes = await loadJobTypes({ dir: config.jobTypesDir, log })
 const scheduler = createScheduler({ store, config, log, jobTypeModules: jobTypes.userModules })
@@ -59,32 +75,43 @@ const app = await buildApp({
   store,
   scheduler,
   jobTypes,
-  matrices: createMatrixStore(db),
+  matrices: stores.matrices,
   loggerInstance: log,
-  dbReady: () => checkDb(db)
+  dbReady: () => stores.ready(),
+  nodes: { self: config.nodeId }
 })
 
 if (!['127.0.0.1', '::1', 'localhost'].includes(config.host) && !config.apiToken) {
   log.warn({ host: config.host }, 'listening beyond loopback with no API_TOKEN: anyone who can reach this port can submit and cancel jobs')
 }
 
-// Several processes write to this database; checkpoint the WAL now and then so it cannot grow without bound.
-// A failure (disk full) is logged, not a crash.
-const walTimer = startWalCheckpoints(db, (err) => log.error({ err }, 'WAL checkpoint failed; will try again'))
+// SQLite: several processes write to this database; checkpoint the WAL now and then so it cannot grow without
+// bound. A failure (disk full) is logged, not a crash.
+const walTimer = db && startWalCheckpoints(db, (err) => log.error({ err }, 'WAL checkpoint failed; will try again'))
 
-// Finished jobs older than RETENTION_DAYS are deleted with their checkpoints: once now, then every hour.
-function purgeOldJobs (): void {
-  if (config.retentionDays === 0) return
+// Housekeeping, once per interval across every node sharing the database (a slot taken in the database), checked
+// every minute: finished jobs older than RETENTION_DAYS deleted hourly, and the change feed's log pruned.
+const RETENTION_EVERY_MS = 3_600_000
+const PRUNE_EVERY_MS = 60_000
+/** Change-feed entries kept: a client further behind than this resumes with a reset (a full reload). */
+const FEED_KEEP = 100_000
+async function housekeeping (): Promise<void> {
   try {
-    const purged = store.purgeFinishedBefore(Date.now() - config.retentionDays * 86_400_000)
-    if (purged > 0) log.info({ event: 'purged', purged, retentionDays: config.retentionDays }, 'old finished jobs purged')
+    if (config.retentionDays > 0 && await store.claimPeriodic('retention', RETENTION_EVERY_MS)) {
+      const purged = await store.purgeFinishedBefore(Date.now() - config.retentionDays * 86_400_000)
+      if (purged > 0) log.info({ event: 'purged', purged, retentionDays: config.retentionDays }, 'old finished jobs purged')
+    }
+    if (await store.claimPeriodic('prune-feed', PRUNE_EVERY_MS)) {
+      const pruned = await store.pruneFeed(FEED_KEEP)
+      if (pruned > 0) log.debug({ pruned }, 'change feed pruned')
+    }
   } catch (err) {
-    log.error({ err }, 'purging old jobs failed; will try again in an hour')
+    log.error({ err }, 'housekeeping failed; will try again in a minute')
   }
 }
-purgeOldJobs()
-const retentionTimer = setInterval(purgeOldJobs, 3_600_000)
-retentionTimer.unref()
+await housekeeping()
+const housekeepingTimer = setInterval(() => { housekeeping().catch(() => {}) }, PRUNE_EVERY_MS)
+housekeepingTimer.unref()
 
 scheduler.start()
 try {
@@ -92,11 +119,12 @@ try {
 } catch (err) {
   log.fatal({ err }, 'cannot listen')
   await scheduler.stop()
-  lock.release()
+  lock?.release()
+  await stores.close()
   process.exit(1)
 }
 const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${(app.server.address() as { port: number }).port}/`
-log.info({ dbPath: config.dbPath, maxConcurrency: config.maxConcurrency, url }, 'nonstop ready')
+log.info({ ...where, maxConcurrency: config.maxConcurrency, url }, 'nonstop ready')
 // With the log in a file, the terminal would show nothing at all: one plain line says where to go.
 if (config.logFile) process.stdout.write(`nonstop ready at ${url} (log: ${config.logFile})\n`)
 
@@ -114,11 +142,11 @@ async function shutdown (signal: NodeJS.Signals): Promise<void> {
     await app.close()
     await scheduler.stop()
     clearInterval(walTimer)
-    clearInterval(retentionTimer)
+    clearInterval(housekeepingTimer)
     clearInterval(lockTimer)
-    lock.release()
-    db.pragma('wal_checkpoint(TRUNCATE)')
-    db.close()
+    lock?.release()
+    if (db?.open) db.pragma('wal_checkpoint(TRUNCATE)')
+    await stores.close()
     log.info('stopped')
     process.exit(0)
   } catch (err) {
