@@ -17,8 +17,6 @@ import type { StoredMatrix } from './contract.js'
  *  loads Ajv, which a worker does not need). */
 export const MATRIX_ID_MARK = 'x-matrix-id'
 
-type Schema = Record<string, unknown>
-
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
 
 /** The matrix ids `value` holds where `schema` marks them, in order of appearance, each once. */
