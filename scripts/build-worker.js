@@ -5,9 +5,9 @@
 //    process loads it and builds multiply's dispatch for a fraction of the full bundle's cost (src/jobs/math-core.ts).
 // 2. dist/jobs/worker-bundle.cjs: dist/jobs/worker.js and everything it imports (pino included; better-sqlite3,
 //    a native module, mathjs, loaded by path, and pg, required only on PostgreSQL, stay outside) in one CommonJS
-//    file, so a forked worker resolves, reads and compiles one file instead of ~60, and never starts the ES module loader. Each module's
-//    `import.meta.url` is rewritten to the URL of its own dist/ file, so paths relative to it (migrations, thread
-//    entry, mathjs-core) stay what they were. A user job type is still imported with import().
+//    file, so a forked worker resolves, reads and compiles one file instead of ~60, and never starts the ES module
+//    loader. Each module's `import.meta.url` is rewritten to the URL of its own dist/ file, so paths relative to it
+//    (migrations, thread entry, mathjs-core) stay what they were. A user job type is still imported with import().
 //
 // Without esbuild (installed without dev dependencies) neither file is made and workers start from the plain
 // dist/ modules and the full mathjs bundle, which compute the same; the server and the worker log it.
