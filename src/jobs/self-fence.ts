@@ -42,8 +42,11 @@ export interface FenceClock {
   failed (err: unknown, now?: number): void
   /** Whether the pause after the last failure is over. */
   mayTry (now?: number): boolean
-  /** Throws SelfFenced when the budget is spent. */
+  /** Throws SelfFenced when the budget is spent. Called once a write has failed: a worker whose writes succeed is
+   *  never fenced by this clock, however long a unit took (its next write, fenced on the lease, tells it). */
   check (now?: number): void
+  /** The SelfFenced error for now, with `cause` as the last failure when given. */
+  fenced (cause?: unknown, now?: number): SelfFenced
 }
 
 /** A clock whose budget starts at `start` (when the worker learned the job was its own). */
@@ -70,6 +73,7 @@ export function createFenceClock (budgetMs: number, start = performance.now(), c
     mayTry: (now = clock()) => now >= nextTry,
     check (now = clock()) {
       if (now - lastOk >= budgetMs) throw new SelfFenced(Math.round(now - lastOk), budgetMs, lastError)
-    }
+    },
+    fenced: (cause = lastError, now = clock()) => new SelfFenced(Math.round(now - lastOk), budgetMs, cause)
   }
 }

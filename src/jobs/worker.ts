@@ -163,19 +163,21 @@ async function runJob (stores: Stores, row: JobRow, fence: FenceClock): Promise<
   }
 
   /**
-   * One database call, bounded by the fence: it rejects with SelfFenced when the budget runs out first (a query
-   * that hangs), and on SQLite it waits for a lock no longer than the budget left. A call that returns counts as a
-   * successful write when `write`.
+   * One database call, bounded by the fence: it rejects with SelfFenced when it has not returned by the end of the
+   * budget (a query that hangs), and on SQLite it waits for a lock no longer than that. Writes that keep failing
+   * spend the budget; a long unit of work does not (after one, the call gets at least a heartbeat's time, and a
+   * fenced write tells whether the lease moved on meanwhile). A call that returns counts as a successful write
+   * when `write`.
    */
   const bounded = async <T>(call: () => Promise<T>, write: boolean): Promise<T> => {
-    fence.check()
-    const left = Math.max(1, Math.ceil(fence.remaining()))
+    if (fence.failures) fence.check()
+    const left = Math.ceil(Math.max(fence.remaining(), heartbeatMs))
     sqlite?.pragma(`busy_timeout = ${Math.min(SQLITE_BUSY_TIMEOUT_MS, left)}`)
     let timer: NodeJS.Timeout | undefined
     try {
       const value = await Promise.race([
         call(),
-        new Promise<never>((resolve, reject) => { timer = setTimeout(() => { try { fence.check() } catch (err) { reject(err) } }, left) })
+        new Promise<never>((resolve, reject) => { timer = setTimeout(() => reject(fence.fenced(new Error(`a database call did not return within ${left} ms`))), left) })
       ])
       if (write) fence.succeeded()
       return value
@@ -196,7 +198,8 @@ async function runJob (stores: Stores, row: JobRow, fence: FenceClock): Promise<
       } catch (err) {
         if (err instanceof SelfFenced || err instanceof JobError || err instanceof NotFoundError) throw err
         if (databaseBusy(err)) {
-          fence.check()
+          // Locked past the budget: fenced (exit 4); before that, left to be resumed (exit 3) as always.
+          if (fence.remaining() <= 0) throw fence.fenced(err)
           throw err
         }
         fence.failed(err)

@@ -22,7 +22,7 @@ const DIST = fileURLToPath(new URL('../../dist/', import.meta.url))
 const BUNDLE = `${DIST}jobs/worker-bundle.cjs`
 const ENTRY = existsSync(BUNDLE) ? BUNDLE : `${DIST}jobs/worker.js`
 const HEARTBEAT_MS = 100
-const LEASE_MS = 2000
+const LEASE_MS = 3000
 
 const job = (steps: number): NewJob =>
   ({ type: 'lyapunov', name: null, params: { seed: 3, n: 60, steps }, steps, priority: 0, timeoutMs: null, idempotencyKey: null, retryOf: null })

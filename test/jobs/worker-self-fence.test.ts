@@ -27,7 +27,7 @@ const BUNDLE = `${DIST}jobs/worker-bundle.cjs`
 const ENTRY = existsSync(BUNDLE) ? BUNDLE : `${DIST}jobs/worker.js`
 
 const HEARTBEAT_MS = 100
-const LEASE_MS = 2000
+const LEASE_MS = 4000
 const BUDGET_MS = fenceBudgetMs(LEASE_MS, HEARTBEAT_MS)
 
 const job = (steps: number): NewJob =>
