@@ -4,10 +4,10 @@
 //    DenseMatrix), one tree-shaken CommonJS file. Same mathjs code as the full bundle, so the same bits; a new
 //    process loads it and builds multiply's dispatch for a fraction of the full bundle's cost (src/jobs/math-core.ts).
 // 2. dist/jobs/worker-bundle.cjs: dist/jobs/worker.js and everything it imports (pino included; better-sqlite3,
-//    a native module, and mathjs, loaded by path, stay outside) in one CommonJS file, so a forked worker resolves,
-//    reads and compiles one file instead of ~60, and never starts the ES module loader. Each module's
-//    `import.meta.url` is rewritten to the URL of its own dist/ file, so paths relative to it (migrations, thread
-//    entry, mathjs-core) stay what they were. A user job type is still imported with import().
+//    a native module, mathjs, loaded by path, and pg, required only on PostgreSQL, stay outside) in one CommonJS
+//    file, so a forked worker resolves, reads and compiles one file instead of ~60, and never starts the ES module
+//    loader. Each module's `import.meta.url` is rewritten to the URL of its own dist/ file, so paths relative to it
+//    (migrations, thread entry, mathjs-core) stay what they were. A user job type is still imported with import().
 //
 // Without esbuild (installed without dev dependencies) neither file is made and workers start from the plain
 // dist/ modules and the full mathjs bundle, which compute the same; the server and the worker log it.
@@ -66,8 +66,11 @@ await esbuild.build({
   platform: 'node',
   target: 'node20',
   outfile: WORKER_BUNDLE,
-  // Native, and mathjs is required by path at run time (src/jobs/math-core.ts).
-  external: ['better-sqlite3', 'mathjs'],
+  // Native, and mathjs is required by path at run time (src/jobs/math-core.ts). pg stays outside too: only a
+  // worker on PostgreSQL requires it (src/store/open.ts loads the PostgreSQL store on demand), and inside the
+  // bundle its ~220 kB would be compiled by every worker, on SQLite too. (Bundled, it would need pg-native, its
+  // optional native binding, marked external.)
+  external: ['better-sqlite3', 'mathjs', 'pg', 'pg-native'],
   banner: { js: "const __nonstopBundleUrl = require('node:url').pathToFileURL(__filename).href;" },
   plugins: [ownUrls],
   legalComments: 'inline',

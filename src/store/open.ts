@@ -7,9 +7,6 @@ import type { Config } from '../config.js'
 import { type Db, latestSchemaVersion, migrate, openDb } from '../db.js'
 import type { AsyncJobStore } from './job-store.js'
 import { type AsyncMatrixStore, createSqliteMatrixStore } from './matrix-store.js'
-import { createPostgresJobStore, openPostgres } from './postgres.js'
-import { createPostgresMatrixStore } from './postgres-matrices.js'
-import { latestPgSchemaVersion, migratePostgres, pgSchemaVersion } from './postgres-migrate.js'
 import { createSqliteJobStore } from './sqlite.js'
 
 export interface Stores {
@@ -53,6 +50,9 @@ export async function openStores (config: Pick<Config, 'databaseUrl' | 'dbPath' 
       close: async () => { if (db.open) db.close() }
     }
   }
+  // Loaded only here: a process on SQLite (every worker of a SQLite server) never pays for loading pg.
+  const [{ createPostgresJobStore, openPostgres }, { createPostgresMatrixStore }, { latestPgSchemaVersion, migratePostgres, pgSchemaVersion }] =
+    await Promise.all([import('./postgres.js'), import('./postgres-matrices.js'), import('./postgres-migrate.js')])
   // A worker writes one thing at a time: one connection (plus one spare for a replaced broken one).
   const pool = openPostgres(config.databaseUrl, { max: role === 'server' ? config.pgPoolMax : 2, onError })
   try {

@@ -84,7 +84,11 @@ export interface PostgresJobStore extends AsyncJobStore {
 /** A pool for `connectionString`; a connection error on an idle client goes to `onError` instead of crashing. */
 export function openPostgres (connectionString: string, options: { max?: number, onError?: (err: Error) => void } = {}): pg.Pool {
   const pool = new pg.Pool({ connectionString, max: options.max ?? 10 })
-  pool.on('error', options.onError ?? (() => {}))
+  const onError = options.onError ?? (() => {})
+  pool.on('error', onError)
+  // The pool listens for errors of idle clients only: a client checked out (inside tx()) whose connection drops
+  // emits 'error' with no listener, which ends the process. Its queries reject with the error anyway.
+  pool.on('connect', (client) => { client.on('error', onError) })
   return pool
 }
 
