@@ -26,6 +26,7 @@ let stores: Stores
 try {
   stores = await openStores(config, {
     role: 'server',
+    leaseMs: config.leaseMs,
     // An idle pooled connection broken by a PostgreSQL restart: the pool replaces it; the next query says more.
     onError: (err) => log.warn({ err }, 'a PostgreSQL connection was lost; it will be replaced')
   })

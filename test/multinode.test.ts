@@ -81,7 +81,7 @@ t.test('three nodes race for 60 jobs: each claimed once, done once, spread over 
     'SELECT node, count(*) AS n FROM jobs WHERE id = ANY($1::bigint[]) GROUP BY node', [ids])
   t.ok(rows.length >= 2, `claims spread over ${rows.length} nodes: ${rows.map((r) => `${r.node ?? '?'}=${r.n}`).join(', ')}`)
   const listed = (await api(nodes[0].url, '/api/nodes')).body
-  t.same(new Set(listed.nodes.map((n: { id: string }) => n.id)), new Set(['a', 'b', 'c']), 'every node lists the three')
+  t.same(new Set(listed.nodes.map((n: { nodeId: string }) => n.nodeId)), new Set(['a', 'b', 'c']), 'every node lists the three')
   for (const n of nodes) t.equal(await n.stop(), 0, 'clean stop')
   const { rows: left } = await db.query('SELECT node_id FROM nodes')
   t.same(left, [], 'nodes leave the table when they stop')
@@ -90,7 +90,7 @@ t.test('three nodes race for 60 jobs: each claimed once, done once, spread over 
 t.test('a whole node SIGKILLed (server and workers) → another node resumes its jobs from their checkpoints, same bits', async (t) => {
   const { db, node } = await shared(t)
   const a = await node('a')
-  const params = [{ n: 50, steps: 1500, seed: 21 }, { n: 50, steps: 1500, seed: 22 }]
+  const params = [{ n: 80, steps: 8000, seed: 21 }, { n: 80, steps: 8000, seed: 22 }]
   const ids: number[] = []
   for (const p of params) ids.push((await api(a.url, '/api/jobs', { body: p })).body.id)
   await waitFor(async () => {
@@ -126,7 +126,7 @@ t.test('a whole node SIGKILLed (server and workers) → another node resumes its
 t.test('a node frozen (SIGSTOP) past its lease → another node takes over; thawed, its worker writes nothing and exits', async (t) => {
   const { db, node } = await shared(t)
   const a = await node('a')
-  const params = { n: 50, steps: 1200, seed: 31 }
+  const params = { n: 80, steps: 8000, seed: 31 }
   const { body: created } = await api(a.url, '/api/jobs', { body: params })
   const first = await waitFor(async () => { const j = await job(a.url, created.id); return j.step > 20 && j.pid && j }, 60_000, 'progress on a')
   const b = await node('b')
@@ -194,7 +194,7 @@ t.test('PostgreSQL restarted mid-run → /readyz 503 meanwhile, then every job d
   const { url, db, node } = await shared(t)
   const a = await node('a')
   const b = await node('b')
-  const params = [0, 1, 2, 3].map((i) => ({ n: 40, steps: 1000, seed: 41 + i }))
+  const params = [0, 1, 2, 3].map((i) => ({ n: 70, steps: 8000, seed: 41 + i }))
   const ids: number[] = []
   for (const [i, p] of params.entries()) ids.push((await api([a, b][i % 2].url, '/api/jobs', { body: p })).body.id)
   await waitFor(async () => {

@@ -375,6 +375,7 @@ async function open (): Promise<Stores> {
   try {
     const stores = await openStores({ databaseUrl, dbPath: env[WORKER_ENV.dbPath] ?? '', pgPoolMax: 2 }, {
       role: 'worker',
+      leaseMs: Number(env[WORKER_ENV.leaseMs]) || undefined,
       onError: (err) => log.warn({ err }, 'an idle database connection failed')
     })
     const schema = stores.sqlite?.pragma('user_version', { simple: true })

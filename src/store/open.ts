@@ -27,9 +27,11 @@ export interface OpenOptions {
   role: 'server' | 'worker'
   /** Errors of idle PostgreSQL connections (a restart of PostgreSQL): logged, never a crash. */
   onError?: (err: Error) => void
+  /** The lease (ms): on PostgreSQL a session idle inside a transaction for half of it is ended (its locks freed). */
+  leaseMs?: number
 }
 
-export async function openStores (config: Pick<Config, 'databaseUrl' | 'dbPath' | 'pgPoolMax'>, { role, onError }: OpenOptions): Promise<Stores> {
+export async function openStores (config: Pick<Config, 'databaseUrl' | 'dbPath' | 'pgPoolMax'>, { role, onError, leaseMs = 10_000 }: OpenOptions): Promise<Stores> {
   if (config.databaseUrl === undefined) {
     const db = openDb(config.dbPath)
     const applied = role === 'server' ? migrate(db) : []
@@ -54,7 +56,7 @@ export async function openStores (config: Pick<Config, 'databaseUrl' | 'dbPath' 
   const [{ createPostgresJobStore, openPostgres }, { createPostgresMatrixStore }, { latestPgSchemaVersion, migratePostgres, pgSchemaVersion }] =
     await Promise.all([import('./postgres.js'), import('./postgres-matrices.js'), import('./postgres-migrate.js')])
   // A worker writes one thing at a time: one connection (plus one spare for a replaced broken one).
-  const pool = openPostgres(config.databaseUrl, { max: role === 'server' ? config.pgPoolMax : 2, onError })
+  const pool = openPostgres(config.databaseUrl, { max: role === 'server' ? config.pgPoolMax : 2, onError, idleInTransactionMs: Math.max(250, Math.floor(leaseMs / 2)) })
   try {
     const applied = role === 'server' ? await migratePostgres(pool) : []
     const expected = latestPgSchemaVersion()

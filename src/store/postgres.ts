@@ -82,8 +82,11 @@ export interface PostgresJobStore extends AsyncJobStore {
 }
 
 /** A pool for `connectionString`; a connection error on an idle client goes to `onError` instead of crashing. */
-export function openPostgres (connectionString: string, options: { max?: number, onError?: (err: Error) => void } = {}): pg.Pool {
-  const pool = new pg.Pool({ connectionString, max: options.max ?? 10 })
+export function openPostgres (connectionString: string, options: { max?: number, onError?: (err: Error) => void, idleInTransactionMs?: number } = {}): pg.Pool {
+  // A process frozen (SIGSTOP, swapped out, a debugger) inside a transaction would hold its row locks for as long
+  // as it stays frozen, and every node's takeover of that job would wait on them: PostgreSQL ends such a session
+  // after idleInTransactionMs, which frees its locks and rolls its writes back.
+  const pool = new pg.Pool({ connectionString, max: options.max ?? 10, idle_in_transaction_session_timeout: options.idleInTransactionMs })
   const onError = options.onError ?? (() => {})
   pool.on('error', onError)
   // The pool listens for errors of idle clients only: a client checked out (inside tx()) whose connection drops
