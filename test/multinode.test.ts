@@ -150,6 +150,23 @@ t.test('a node frozen (SIGSTOP) past its lease → another node takes over; thaw
   t.equal(await b.stop(), 0)
 })
 
+t.test('a cancel sent to one node stops a worker of another node, through the database', async (t) => {
+  const { node } = await shared(t)
+  const a = await node('a')
+  const { body: created } = await api(a.url, '/api/jobs', { body: { n: 80, steps: 8000, seed: 51 } })
+  const running = await waitFor(async () => { const j = await job(a.url, created.id); return j.step > 0 && j.pid && j }, 60_000, 'running on a')
+  const b = await node('b')
+  const asked = Date.now()
+  const { status } = await api(b.url, `/api/jobs/${created.id}/cancel`, { method: 'POST', body: {} })
+  t.equal(status, 200, 'node b accepts the cancel of node a\'s job')
+  const canceled = await waitFor(async () => { const j = await job(b.url, created.id); return j.status === 'canceled' && j }, 10_000, 'canceled')
+  const took = Date.now() - asked
+  t.ok(took < Number(FAST.STOP_GRACE_MS) + 1000, `canceled ${took} ms after the request (stop grace ${FAST.STOP_GRACE_MS} ms)`)
+  t.equal(canceled.attempts, 1, 'by its own worker, not a takeover')
+  await waitFor(() => !pidRunning(running.pid), 5000, 'node a\'s worker exited')
+  t.pass(`worker ${running.pid} of node a exited`)
+})
+
 t.test('feed across nodes: a change committed late is delivered once, in order, on both nodes\' streams', async (t) => {
   const { url, node } = await shared(t)
   const a = await node('a', { MAX_CONCURRENCY: '1' })
