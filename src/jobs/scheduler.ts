@@ -9,6 +9,7 @@ import { checkProcess, hasFileOpen, type ProcessCheck } from '../process-identit
 import type { AsyncJobStore, LostOutcome, RunningJob } from '../store/job-store.js'
 import { asyncSqliteStore } from '../store/sqlite.js'
 import { createNodeMembership, UNKNOWN_BOOT } from './node-membership.js'
+import { EXIT_SELF_FENCED } from './self-fence.js'
 import type { JobStore } from './store.js'
 import { type JobRow, WORKER_ENV } from './types.js'
 
@@ -276,7 +277,6 @@ export function createScheduler ({ store: givenStore, config, log, nodeId = conf
    * to a later pass, which finds the row running with its worker gone.
    */
   async function settleExit ({ child, code, signal }: Exit): Promise<void> {
-    exits.delete(child.token)
     try {
       const how = signal ? `killed by ${signal}` : `exited with code ${code}`
       if (child.jobId !== undefined && child.lease !== undefined) {
@@ -287,14 +287,19 @@ export function createScheduler ({ store: givenStore, config, log, nodeId = conf
         if (current) {
           // The worker left without writing an end: settle what was asked of it, give back an attempt the
           // database took from it, or count the attempt as lost.
+          // A worker that left because the database refused or could not take its writes (busy, or unreachable past
+          // its fence budget) did nothing wrong: the attempt is given back, not charged.
           if (current.stop_request) await settle(current, `worker stopped (${signal ?? `code ${code}`})`)
-          else if (code === EXIT_DATABASE_BUSY) await giveBack(current)
+          else if (code === EXIT_DATABASE_BUSY || code === EXIT_SELF_FENCED) await giveBack(current, code === EXIT_SELF_FENCED ? 'database unreachable' : 'database busy')
           else await lose(current, `worker ${how}`, { signal: false })
         }
       } else if (!stopping && !child.dismissed) {
         if (code === 0 && !signal) booted(child)
         else failedAtBoot(child, `idle worker ${how}`)
       }
+      // Forgotten only once settled: an exit whose settlement failed (the database down) is tried again next pass,
+      // rather than found later as a worker gone and charged an attempt.
+      exits.delete(child.token)
     } catch (err) {
       log.error({ err, worker: child.token, jobId: child.jobId }, 'could not settle the exit of a worker; the next pass will')
     }
@@ -310,9 +315,10 @@ export function createScheduler ({ store: givenStore, config, log, nodeId = conf
     log.info({ jobId: row.id, event, reason: row.stop_request, why, node: row.node }, `job ${event}`)
   }
 
-  async function giveBack (row: JobRow): Promise<void> {
-    if (!await store.giveBack(row, 'worker found the database locked for too long')) return
-    log.warn({ jobId: row.id, event: 'requeued', workerPid: row.pid, reason: 'database busy' }, 'worker left its job: database busy; back to pending, no attempt charged')
+  async function giveBack (row: JobRow, reason: 'database busy' | 'database unreachable'): Promise<void> {
+    const why = reason === 'database busy' ? 'worker found the database locked for too long' : 'worker could not write to the database for most of its lease'
+    if (!await store.giveBack(row, why)) return
+    log.warn({ jobId: row.id, event: 'requeued', workerPid: row.pid, reason }, `worker left its job: ${reason}; back to pending, no attempt charged`)
   }
 
   /**

@@ -67,7 +67,9 @@ function toRow (r: Raw): JobRow {
 /** Parses an event id "<xid>.<id>" into its two decimal parts, or undefined for anything else. */
 function parseEventId (eventId: string): [string, string] | undefined {
   const m = /^(0|[1-9]\d{0,19})\.(0|[1-9]\d{0,18})$/.exec(eventId)
-  return m ? [m[1], m[2]] : undefined
+  // Within xid8 (unsigned 64 bits) and bigint (signed 64 bits): a larger number would make the cast throw.
+  if (!m || BigInt(m[1]) > 0xffffffffffffffffn || BigInt(m[2]) > 0x7fffffffffffffffn) return undefined
+  return [m[1], m[2]]
 }
 
 type Queryable = pg.Pool | pg.PoolClient

@@ -30,6 +30,9 @@ async function freshStore (t: Test, max = 4): Promise<{ url: string, store: Post
   return { url, store: createPostgresJobStore(p) }
 }
 
+// A real cluster and a few hundred store calls per test: longer than the default file timeout on a loaded machine.
+t.setTimeout(600_000)
+
 t.test('conformance on PostgreSQL', async (t) => {
   conformance(t, async (t) => {
     const { url, store } = await freshStore(t)

@@ -1,0 +1,112 @@
+/**
+ * Several nodes on one PostgreSQL, with real processes (test/fixtures/nodes.ts): a cancel across nodes, the live
+ * stream across nodes with a transaction committed late, and PostgreSQL restarted under running jobs.
+ */
+import { setTimeout as sleep } from 'node:timers/promises'
+import pg from 'pg'
+import type { Test } from 'tap'
+import t from 'tap'
+import { api, pidRunning, waitFor } from './fixtures/helpers.js'
+import { allDone, FAST, history, job, reference, shared as sharedDb } from './fixtures/nodes.js'
+import { type PgCluster, startPostgres } from './fixtures/postgres.js'
+import { openStream } from './fixtures/sse.js'
+
+t.setTimeout(600_000)
+
+let cluster: PgCluster
+t.before(async () => { cluster = await startPostgres(t) })
+const shared = (t: Test) => sharedDb(t, cluster)
+
+t.test('a cancel sent to one node stops a worker of another node, through the database', async (t) => {
+  const { node } = await shared(t)
+  const a = await node('a')
+  const { body: created } = await api(a.url, '/api/jobs', { body: { n: 80, steps: 8000, seed: 51 } })
+  const running = await waitFor(async () => { const j = await job(a.url, created.id); return j.step > 0 && j.pid && j }, 60_000, 'running on a')
+  const b = await node('b')
+  const asked = Date.now()
+  const { status } = await api(b.url, `/api/jobs/${created.id}/cancel`, { method: 'POST', body: {} })
+  t.equal(status, 200, 'node b accepts the cancel of node a\'s job')
+  const canceled = await waitFor(async () => { const j = await job(b.url, created.id); return j.status === 'canceled' && j }, 10_000, 'canceled')
+  const took = Date.now() - asked
+  t.ok(took < Number(FAST.STOP_GRACE_MS) + 1000, `canceled ${took} ms after the request (stop grace ${FAST.STOP_GRACE_MS} ms)`)
+  t.equal(canceled.attempts, 1, 'by its own worker, not a takeover')
+  await waitFor(() => !pidRunning(running.pid), 5000, 'node a\'s worker exited')
+  t.pass(`worker ${running.pid} of node a exited`)
+})
+
+t.test('feed across nodes: a change committed late is delivered once, in order, on both nodes\' streams', async (t) => {
+  const { url, node } = await shared(t)
+  const a = await node('a', { MAX_CONCURRENCY: '1' })
+  const b = await node('b', { MAX_CONCURRENCY: '1' })
+  const sa = await openStream(t, a.url)
+  const sb = await openStream(t, b.url)
+  t.equal(sa.status, 200)
+  t.equal(sb.status, 200)
+  // A job nobody runs (a cancel makes it final at once), renamed in a transaction held open while others commit.
+  const { body: held } = await api(a.url, '/api/jobs', { body: { n: 4, steps: 10, seed: 1, priority: -5 } })
+  await api(a.url, `/api/jobs/${held.id}/cancel`, { method: 'POST', body: {} })
+  const holder = new pg.Client({ connectionString: url })
+  await holder.connect()
+  t.teardown(() => holder.end().catch(() => {}))
+  await holder.query('BEGIN')
+  await holder.query("UPDATE jobs SET name = 'held back' WHERE id = $1", [held.id])
+  const later: number[] = []
+  for (let i = 0; i < 5; i++) later.push((await api(b.url, '/api/jobs', { body: { n: 4, steps: 10, seed: 100 + i } })).body.id)
+  await sleep(1000)
+  await holder.query('COMMIT')
+  for (const s of [sa, sb]) {
+    await waitFor(() => s.jobs().some((j) => j.id === held.id && j.name === 'held back'), 10_000, 'the held change')
+    await waitFor(() => later.every((id) => s.jobs().some((j) => j.id === id && j.status === 'done')), 60_000, 'later jobs done')
+  }
+  for (const [name, s] of [['a', sa], ['b', sb]] as const) {
+    const ids = s.frames.filter((f) => f.id !== undefined).map((f) => f.id as string)
+    t.equal(new Set(ids).size, ids.length, `node ${name}: every event id once (${ids.length} events)`)
+    const versions = new Map<number, number>()
+    let backwards = 0
+    for (const j of s.jobs()) {
+      if ((versions.get(j.id) ?? -1) > j.version) backwards++
+      versions.set(j.id, j.version)
+    }
+    t.equal(backwards, 0, `node ${name}: no job's version ever goes back`)
+  }
+  const names = (s: typeof sa) => s.jobs().filter((j) => j.id === held.id).map((j) => j.name)
+  t.same(names(sa).at(-1), 'held back', 'node a ends on the committed state')
+  t.same(names(sb).at(-1), 'held back', 'node b ends on the committed state')
+})
+
+t.test('PostgreSQL restarted mid-run → /readyz 503 meanwhile, then every job done once', async (t) => {
+  const { url, db, node } = await shared(t)
+  const a = await node('a')
+  const b = await node('b')
+  const params = [0, 1, 2, 3].map((i) => ({ n: 70, steps: 8000, seed: 41 + i }))
+  const ids: number[] = []
+  for (const [i, p] of params.entries()) ids.push((await api([a, b][i % 2].url, '/api/jobs', { body: p })).body.id)
+  await waitFor(async () => {
+    const { rows } = await db.query("SELECT count(*) AS n FROM jobs WHERE id = ANY($1::bigint[]) AND status = 'running' AND step > 0", [ids])
+    return Number(rows[0].n) === 4
+  }, 60_000, 'all four running')
+  await db.end()
+  const readyDuring: number[] = []
+  const restarting = cluster.restart(2500)
+  const probe = (async () => {
+    const until = Date.now() + 2500
+    while (Date.now() < until) {
+      try { readyDuring.push((await fetch(`${a.url}/readyz`)).status) } catch { readyDuring.push(0) }
+      await sleep(200)
+    }
+  })()
+  await Promise.all([restarting, probe])
+  t.ok(readyDuring.includes(503), `/readyz said 503 while PostgreSQL was down (${[...new Set(readyDuring)].join(', ')})`)
+  await waitFor(async () => (await fetch(`${a.url}/readyz`)).status === 200, 30_000, '/readyz 200 again')
+  const done = await allDone(b.url, ids, 180_000)
+  for (const [i, j] of done.entries()) {
+    const ref = reference(params[i])
+    t.ok(Object.is(j.result.lyapunov, ref.lyapunov), `job ${j.id}: reference answer`)
+  }
+  const after = new pg.Client({ connectionString: url })
+  await after.connect()
+  t.teardown(() => after.end().catch(() => {}))
+  const h = await history(after, ids)
+  t.same(ids.map((id) => h.get(id)?.done), ids.map(() => 1), 'each job done once')
+  for (const n of [a, b]) t.equal(await n.stop(), 0, 'clean stop after the outage')
+})
