@@ -11,6 +11,19 @@ import { createScheduler } from './jobs/scheduler.js'
 import { createLogger } from './log.js'
 import { acquireServerLock, LOCK_HEARTBEAT_MS, type ServerLock, ServerLockHeldError } from './server-lock.js'
 import { openStores, type Stores } from './store/open.js'
+import { hostname } from 'node:os'
+import { NODE_BEAT_MS } from './jobs/node-membership.js'
+import { bootId } from './process-identity.js'
+
+/** Whether a process with this pid exists on this machine (EPERM: it exists, owned by someone else). */
+function processExists (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
 
 let config: Config
 try {
@@ -68,6 +81,23 @@ if (db) {
 }
 
 const store = stores.jobs
+
+// PostgreSQL: a node id names one running server. Another process still beating under this id (a copied .env, two
+// ports given one NODE_ID) would have each adopt, release and kill the other's workers: refuse to start instead. A row
+// left by this node's previous process (same host and boot, its pid gone) is this node's own, and its workers are
+// adopted as on SQLite.
+if (stores.kind === 'postgres') {
+  const previous = (await store.nodes()).find((n) => n.node_id === config.nodeId)
+  const beating = previous !== undefined && previous.silent_ms < Math.max(config.leaseMs, 3 * NODE_BEAT_MS)
+  const predecessor = previous !== undefined && previous.host === hostname() && previous.boot_id === bootId() && !processExists(previous.pid)
+  if (beating && !predecessor) {
+    const message = `NODE_ID ${config.nodeId} is in use by a running server (pid ${previous.pid} on ${previous.host}, heartbeat ${Math.round(previous.silent_ms)} ms ago): give each node its own NODE_ID`
+    log.fatal({ nodeId: config.nodeId, holder: { pid: previous.pid, host: previous.host } }, message)
+    process.stderr.write(`nonstop: ${message}\n`)
+    await stores.close()
+    process.exit(1)
+  }
+}
 // A broken module in JOB_TYPES_DIR is logged and listed with its error; it never stops the server.
 const jobTypes = await loadJobTypes({ dir: config.jobTypesDir, log })
 const scheduler = createScheduler({ store, config, log, jobTypeModules: jobTypes.userModules })

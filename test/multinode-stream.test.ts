@@ -110,3 +110,12 @@ t.test('PostgreSQL restarted mid-run → /readyz 503 meanwhile, then every job d
   t.same(ids.map((id) => h.get(id)?.done), ids.map(() => 1), 'each job done once')
   for (const n of [a, b]) t.equal(await n.stop(), 0, 'clean stop after the outage')
 })
+
+t.test('a second server under a NODE_ID that is running refuses to start, changing nothing', async (t) => {
+  const { node } = await shared(t)
+  const a = await node('a')
+  await t.rejects(node('a'), /NODE_ID a is in use by a running server/, 'refused, naming the holder')
+  const { nodes } = (await api(a.url, '/api/nodes')).body
+  t.same(nodes.map((n: { nodeId: string, pid: number }) => [n.nodeId, n.pid]), [['a', a.proc.pid]], 'the running node keeps its row')
+  t.equal(await a.stop(), 0)
+})
