@@ -30,10 +30,11 @@ if (!existsSync(config.dbPath)) fail(`no SQLite database at DB_PATH=${config.dbP
 const db = openDb(config.dbPath)
 const pool = openPostgres(config.databaseUrl as string, { max: 2 })
 try {
-  // An older SQLite file is brought to this code's schema first, as the server would at its start.
-  migrate(db)
   await migratePostgres(pool)
-  const moved = await sqliteToPostgres(db, pool)
+  // The file is brought to this code's schema, as the server would at its start, once its server lock is held (a
+  // file older than the lock itself, migration 003, is migrated first: no server of that age takes the lock).
+  if ((db.pragma('user_version', { simple: true }) as number) < 3) migrate(db)
+  const moved = await sqliteToPostgres(db, pool, () => { migrate(db) })
   process.stdout.write(`moved ${moved.jobs} jobs (${moved.requeued} running ones back to pending), ${moved.checkpoints} checkpoints, ` +
     `${moved.events} history events and ${moved.matrices} matrices from ${config.dbPath}; the next job id is ${moved.nextJobId}\n`)
 } catch (err) {

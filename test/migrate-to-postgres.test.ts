@@ -39,6 +39,10 @@ t.test('jobs, checkpoints, histories and matrices move with their ids; the next 
   const saved = run6.checkpoint()
   const state = Buffer.from(saved.state.buffer, saved.state.byteOffset, saved.state.byteLength)
   t.ok(store.saveCheckpoint(c2, { step: saved.step, state }, 33).ok)
+  const cancelAsked = store.submit(newJob({ name: 'cancel asked' }), 100).row
+  const c3 = store.claimNext('w3')!
+  t.equal(c3.id, cancelAsked.id)
+  t.ok(store.requestStop(cancelAsked.id, 'cancel', 'api'), 'a cancel its worker never carried out')
   const pending = store.submit(newJob({ priority: 3, idempotencyKey: 'k-1' }), 100).row
   const newest = store.submit(newJob({ name: 'newest, deleted' }), 100).row
   store.cancel(newest.id)
@@ -56,18 +60,18 @@ t.test('jobs, checkpoints, histories and matrices move with their ids; the next 
 
   const moved = run({ DB_PATH: path, DATABASE_URL: url })
   t.equal(moved.status, 0, moved.stderr)
-  t.match(moved.stdout, /moved 3 jobs \(1 running ones back to pending\), 1 checkpoints/)
+  t.match(moved.stdout, /moved 4 jobs \(1 running ones back to pending\), 1 checkpoints/)
 
   const pgc = new pg.Client({ connectionString: url })
   await pgc.connect()
   t.teardown(() => pgc.end())
   const { rows: jobs } = await pgc.query('SELECT id::int, status, name, params, result, attempts, priority, idempotency_key FROM jobs ORDER BY id')
-  t.same(jobs.map((j) => j.id), [done.id, running.id, pending.id], 'the same ids (the deleted one stays deleted)')
-  t.same(jobs.map((j) => j.status), ['done', 'pending', 'pending'], 'the running job is pending again')
+  t.same(jobs.map((j) => j.id), [done.id, running.id, cancelAsked.id, pending.id], 'the same ids (the deleted ones stay deleted)')
+  t.same(jobs.map((j) => j.status), ['done', 'pending', 'canceled', 'pending'], 'the running job is pending again; the cancel asked of the other is carried out')
   t.equal(jobs[0].result, store.get(done.id)!.result, 'result bytes kept')
   t.equal(jobs[1].params, store.get(running.id)!.params, 'params bytes kept')
   t.equal(jobs[1].attempts, 0, 'the interrupted attempt is given back')
-  t.equal(jobs[2].idempotency_key, 'k-1')
+  t.equal(jobs[3].idempotency_key, 'k-1')
   const { rows: [cp] } = await pgc.query('SELECT step, state FROM checkpoints WHERE job_id = $1', [running.id])
   t.equal(cp.step, saved.step)
   t.ok(Buffer.compare(cp.state, state) === 0, 'checkpoint bytes kept')

@@ -19,13 +19,20 @@ const BATCH = 500
 /** ms since the epoch → a timestamptz parameter (null stays null). */
 const ts = (ms: number | null): Date | null => (ms === null ? null : new Date(ms))
 
-export async function sqliteToPostgres (db: Db, pool: pg.Pool): Promise<MovedCounts> {
+/** `prepare` runs once the file's server lock is held, before anything is read (the CLI migrates the file there). */
+export async function sqliteToPostgres (db: Db, pool: pg.Pool, prepare: () => void = () => {}): Promise<MovedCounts> {
   const lock = acquireServerLock(db)
-  const client = await pool.connect()
+  let client: pg.PoolClient | undefined
   let broken = false
   try {
-    await client.query('BEGIN')
+    prepare()
+    const pgc = client = await pool.connect()
+    // Every read in one SQLite snapshot: a worker left running by a crashed server cannot change the file halfway.
+    db.exec('BEGIN')
+    await pgc.query('BEGIN')
     try {
+      // No node may submit or upload while the copy runs (a node started early waits for the commit).
+      await pgc.query('LOCK TABLE jobs, matrices IN EXCLUSIVE MODE')
       const { rows: [present] } = await client.query<{ jobs: string, matrices: string }>(
         'SELECT (SELECT count(*) FROM jobs) AS jobs, (SELECT count(*) FROM matrices) AS matrices')
       if (Number(present.jobs) > 0 || Number(present.matrices) > 0) {
@@ -40,20 +47,24 @@ export async function sqliteToPostgres (db: Db, pool: pg.Pool): Promise<MovedCou
         if (rows.length === 0) return
         const values: unknown[] = []
         const tuples = rows.map((r) => `(${jobCols.map((c) => { values.push(r[c]); return `$${values.length}` }).join(', ')})`)
-        await client.query(`INSERT INTO jobs (${jobCols.join(', ')}) OVERRIDING SYSTEM VALUE VALUES ${tuples.join(', ')}`, values)
+        await pgc.query(`INSERT INTO jobs (${jobCols.join(', ')}) OVERRIDING SYSTEM VALUE VALUES ${tuples.join(', ')}`, values)
       }
       let batch: Array<Record<string, unknown>> = []
       for (const j of db.prepare('SELECT * FROM jobs ORDER BY id').iterate() as Iterable<Record<string, any>>) {
         const running = j.status === 'running'
-        if (running) counts.requeued++
+        // A running job's worker was the old server's: what was asked of it is carried out here, as that server's
+        // sweep would have — a cancel ends it canceled, a time limit failed — and anything else goes back to pending.
+        const ended = running && (j.stop_request === 'cancel' || j.stop_request === 'timeout')
+        if (running && !ended) counts.requeued++
         batch.push({
           ...j,
-          status: running ? 'pending' : j.status,
+          status: !running ? j.status : j.stop_request === 'cancel' ? 'canceled' : j.stop_request === 'timeout' ? 'failed' : 'pending',
+          error: running && j.stop_request === 'timeout' ? 'timeout' : j.error,
           // The attempt the old server's worker was using is given back, as a graceful stop does.
-          attempts: running ? Math.max(0, j.attempts - 1) : j.attempts,
+          attempts: running && !ended ? Math.max(0, j.attempts - 1) : j.attempts,
           created_at: ts(j.created_at),
           started_at: ts(j.started_at),
-          finished_at: ts(j.finished_at),
+          finished_at: ts(ended ? Date.now() : j.finished_at),
           updated_at: ts(j.updated_at)
         })
         counts.jobs++
@@ -61,8 +72,9 @@ export async function sqliteToPostgres (db: Db, pool: pg.Pool): Promise<MovedCou
       }
       await insertJobs(batch)
 
-      for (const c of db.prepare('SELECT * FROM checkpoints ORDER BY job_id').iterate() as Iterable<Record<string, any>>) {
-        await client.query('INSERT INTO checkpoints (job_id, lease, step, state, saved_at) VALUES ($1, $2, $3, $4, $5)',
+      for (const c of db.prepare(`SELECT c.* FROM checkpoints c JOIN jobs j ON j.id = c.job_id
+        WHERE j.status = 'pending' OR (j.status = 'running' AND coalesce(j.stop_request, 'release') = 'release') ORDER BY c.job_id`).iterate() as Iterable<Record<string, any>>) {
+        await pgc.query('INSERT INTO checkpoints (job_id, lease, step, state, saved_at) VALUES ($1, $2, $3, $4, $5)',
           [c.job_id, c.lease, c.step, c.state, ts(c.saved_at)])
         counts.checkpoints++
       }
@@ -73,7 +85,7 @@ export async function sqliteToPostgres (db: Db, pool: pg.Pool): Promise<MovedCou
         if (events.length === 0) return
         const values: unknown[] = []
         const tuples = events.map((e) => `(${e.map((v) => { values.push(v); return `$${values.length}` }).join(', ')})`)
-        await client.query(`INSERT INTO job_events (${eventCols.join(', ')}) VALUES ${tuples.join(', ')}`, values)
+        await pgc.query(`INSERT INTO job_events (${eventCols.join(', ')}) VALUES ${tuples.join(', ')}`, values)
         events = []
       }
       for (const e of db.prepare('SELECT * FROM job_events ORDER BY id').iterate() as Iterable<Record<string, any>>) {
@@ -85,7 +97,7 @@ export async function sqliteToPostgres (db: Db, pool: pg.Pool): Promise<MovedCou
 
       // Matrices one at a time: each may be tens of MB.
       for (const m of db.prepare('SELECT * FROM matrices ORDER BY id').iterate() as Iterable<Record<string, any>>) {
-        await client.query(`INSERT INTO matrices (id, name, rows, cols, sha256, bytes, created_at, job_id, corner, data)
+        await pgc.query(`INSERT INTO matrices (id, name, rows, cols, sha256, bytes, created_at, job_id, corner, data)
           OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
         [m.id, m.name, m.rows, m.cols, m.sha256, m.bytes, ts(m.created_at), m.job_id, m.corner, m.data])
         counts.matrices++
@@ -99,17 +111,22 @@ export async function sqliteToPostgres (db: Db, pool: pg.Pool): Promise<MovedCou
       }
       for (const table of ['jobs', 'matrices']) {
         const top = highest(table)
-        if (top > 0) await client.query(`SELECT setval(pg_get_serial_sequence('${table}', 'id'), $1)`, [top])
+        // Never backwards: ids this database handed out itself (then deleted) stay used too.
+        if (top > 0) {
+          await pgc.query(`SELECT setval(s::regclass, greatest($1::bigint, (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM ${table}_id_seq)))
+            FROM pg_get_serial_sequence('${table}', 'id') AS s`, [top])
+        }
         if (table === 'jobs') counts.nextJobId = top + 1
       }
-      await client.query('COMMIT')
+      await pgc.query('COMMIT')
       return counts
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => { broken = true })
+      await pgc.query('ROLLBACK').catch(() => { broken = true })
       throw err
     }
   } finally {
-    client.release(broken)
+    if (db.inTransaction) db.exec('ROLLBACK')
+    client?.release(broken)
     lock.release()
   }
 }
