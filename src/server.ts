@@ -126,11 +126,17 @@ const RETENTION_EVERY_MS = 3_600_000
 const PRUNE_EVERY_MS = 60_000
 /** Change-feed entries kept: a client further behind than this resumes with a reset (a full reload). */
 const FEED_KEEP = 100_000
+/** A node silent this long and running nothing has crashed or been renamed for good: its row goes. */
+const NODE_FORGET_MS = 86_400_000
 async function housekeeping (): Promise<void> {
   try {
     if (config.retentionDays > 0 && await store.claimPeriodic('retention', RETENTION_EVERY_MS)) {
       const purged = await store.purgeFinishedBefore(Date.now() - config.retentionDays * 86_400_000)
       if (purged > 0) log.info({ event: 'purged', purged, retentionDays: config.retentionDays }, 'old finished jobs purged')
+    }
+    if (await store.claimPeriodic('forget-nodes', RETENTION_EVERY_MS)) {
+      const forgotten = await store.forgetNodes(NODE_FORGET_MS)
+      if (forgotten > 0) log.info({ forgotten }, 'nodes silent for a day and running nothing removed from the nodes table')
     }
     if (await store.claimPeriodic('prune-feed', PRUNE_EVERY_MS)) {
       const pruned = await store.pruneFeed(FEED_KEEP)

@@ -443,9 +443,17 @@ export function createScheduler ({ store: givenStore, config, log, nodeId = conf
    */
   async function sweepJob ({ row, silentMs, runMs }: RunningJob, liveNodes: ReadonlySet<string>): Promise<void> {
     const silent = silentMs ?? Infinity
-    const patience = row.node !== null && row.node !== nodeId && liveNodes.has(row.node) ? UNRESPONSIVE_LEASES * config.leaseMs : config.leaseMs
-    if (silent <= patience) return
+    const nodeAlive = row.node !== null && row.node !== nodeId && liveNodes.has(row.node)
+    const patience = nodeAlive ? UNRESPONSIVE_LEASES * config.leaseMs : config.leaseMs
     const timedOut = row.timeout_ms !== null && runMs !== null && runMs >= row.timeout_ms
+    if (silent <= patience) {
+      // A worker that still beats though its node is gone (it outlives its server by design) has no node to apply
+      // its time limit: the request is written here, and the worker obeys it at its next heartbeat.
+      if (!nodeAlive && timedOut && row.stop_request === null && await store.requestStop(row.id, 'timeout', 'scheduler')) {
+        log.warn({ jobId: row.id, event: 'timeout', node: row.node }, 'job over its time limit on a node that is gone; its worker is asked to stop')
+      }
+      return
+    }
     const request = row.stop_request === 'cancel' || row.stop_request === 'timeout' ? row.stop_request : timedOut ? 'timeout' : row.stop_request
     const why = `no heartbeat for ${secondsOf(silent)} s (worker of node ${row.node ?? 'unknown'})`
     // settleStop has no heartbeat re-check: a worker that beats between the read and the settlement finds its next

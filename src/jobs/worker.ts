@@ -228,7 +228,11 @@ async function runJob (stores: Stores, row: JobRow, fence: FenceClock): Promise<
   const forced = Number(env[WORKER_ENV.threads])
   const cores = coreCount()
   const isForced = Number.isInteger(forced) && forced >= 1
-  const shareNow = async (): Promise<number> => isForced ? forced : threadShare(id, (await bounded(() => jobs.running(), false)).map((r) => r.id), cores)
+  // The cores are this machine's: they are shared with the jobs of this worker's node only (on PostgreSQL other
+  // nodes' jobs run elsewhere).
+  const shareNow = async (): Promise<number> => isForced
+    ? forced
+    : threadShare(id, (await bounded(() => jobs.running(), false)).filter((r) => r.node === row.node).map((r) => r.id), cores)
   let threads = isForced ? forced : await settled('read the running jobs', shareNow, false)
 
   let run: JobRun

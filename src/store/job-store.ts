@@ -169,6 +169,9 @@ export interface AsyncJobStore {
   nodes (): Promise<NodeRow[]>
   /** Removes the node's row at a clean stop. */
   leaveNode (nodeId: string, pid: number): Promise<void>
+  /** Removes the rows of nodes silent for longer than `silentForMs` (database clock) that run no job: nodes that
+   *  crashed or were renamed and will not come back. How many. */
+  forgetNodes (silentForMs: number): Promise<number>
 
   /** Releases what the store holds (a pool); the synchronous SQLite store's database stays its owner's. */
   close (): Promise<void>

@@ -88,7 +88,9 @@ export function openPostgres (connectionString: string, options: { max?: number,
   // A process frozen (SIGSTOP, swapped out, a debugger) inside a transaction would hold its row locks for as long
   // as it stays frozen, and every node's takeover of that job would wait on them: PostgreSQL ends such a session
   // after idleInTransactionMs, which frees its locks and rolls its writes back.
-  const pool = new pg.Pool({ connectionString, max: options.max ?? 10, idle_in_transaction_session_timeout: options.idleInTransactionMs })
+  // TCP keepalive: a connection whose peer vanished (a network black hole) is noticed by the OS instead of leaving
+  // a query waiting for ever.
+  const pool = new pg.Pool({ connectionString, max: options.max ?? 10, idle_in_transaction_session_timeout: options.idleInTransactionMs, keepAlive: true })
   const onError = options.onError ?? (() => {})
   pool.on('error', onError)
   // The pool listens for errors of idle clients only: a client checked out (inside tx()) whose connection drops
@@ -678,6 +680,13 @@ export function createPostgresJobStore (pool: pg.Pool, { ownsPool = false } = {}
 
     async leaveNode (nodeId, pid) {
       await pool.query('DELETE FROM nodes WHERE node_id = $1 AND pid = $2', [nodeId, pid])
+    },
+
+    async forgetNodes (silentForMs) {
+      const { rowCount } = await pool.query(`
+        DELETE FROM nodes n WHERE n.heartbeat_at < now() - make_interval(secs => $1::double precision / 1000)
+          AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.status = 'running' AND j.node = n.node_id)`, [silentForMs])
+      return rowCount ?? 0
     },
 
     close: async () => {

@@ -10,6 +10,7 @@ export interface SqliteNodes {
   beat (nodeId: string, pid: number): boolean
   list (): NodeRow[]
   leave (nodeId: string, pid: number): void
+  forget (silentForMs: number): number
   claimPeriodic (name: string, intervalMs: number): boolean
 }
 
@@ -24,6 +25,9 @@ export function createSqliteNodes (db: Db, clock: () => number = Date.now): Sqli
     SELECT n.*, (SELECT count(*) FROM jobs j WHERE j.status = 'running' AND j.node = n.node_id) AS running
     FROM nodes n ORDER BY heartbeat_at DESC, node_id`)
   const leaveStmt = db.prepare<{ node_id: string, pid: number }>('DELETE FROM nodes WHERE node_id = @node_id AND pid = @pid')
+  const forgetStmt = db.prepare<{ before: number }>(`
+    DELETE FROM nodes WHERE heartbeat_at < @before
+      AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.status = 'running' AND j.node = nodes.node_id)`)
   const slotStmt = db.prepare<{ name: string, now: number, interval: number }>(`
     INSERT INTO periodic (name, last_at) VALUES (@name, @now)
     ON CONFLICT (name) DO UPDATE SET last_at = excluded.last_at WHERE periodic.last_at <= @now - @interval`)
@@ -35,6 +39,7 @@ export function createSqliteNodes (db: Db, clock: () => number = Date.now): Sqli
       return listStmt.all().map((n) => ({ ...n, silent_ms: Math.max(0, now - n.heartbeat_at) }))
     },
     leave: (nodeId, pid) => { leaveStmt.run({ node_id: nodeId, pid }) },
+    forget: (silentForMs) => forgetStmt.run({ before: clock() - silentForMs }).changes,
     claimPeriodic: (name, intervalMs) => slotStmt.run({ name, now: clock(), interval: intervalMs }).changes === 1
   }
 }

@@ -125,6 +125,7 @@ export function asyncSqliteStore (store: JobStore, clock: () => number = Date.no
     beatNode: (nodeId, pid) => run(() => nodeTable().beat(nodeId, pid)),
     nodes: () => run(() => nodeTable().list()),
     leaveNode: (nodeId, pid) => run(() => nodeTable().leave(nodeId, pid)),
+    forgetNodes: (silentForMs) => run(() => nodeTable().forget(silentForMs)),
     close: async () => {}
   }
 }
