@@ -53,7 +53,8 @@ export function bootId (): string | undefined {
   }
 }
 
-function exists (pid: number): boolean {
+/** Whether a process with this pid exists on this machine (EPERM: it exists, owned by someone else). */
+export function processExists (pid: number): boolean {
   try {
     process.kill(pid, 0)
     return true
@@ -68,7 +69,7 @@ function exists (pid: number): boolean {
  */
 export function checkProcess (pid: number, expected: { start?: number | null, token?: string | null }): ProcessCheck {
   if (!Number.isInteger(pid) || pid <= 0) return 'gone'
-  if (!hasProc()) return exists(pid) ? 'unverified' : 'gone'
+  if (!hasProc()) return processExists(pid) ? 'unverified' : 'gone'
   const fields = statFields(pid)
   if (!fields) return 'gone'
   const state = fields[0]

@@ -13,17 +13,7 @@ import { acquireServerLock, LOCK_HEARTBEAT_MS, type ServerLock, ServerLockHeldEr
 import { openStores, type Stores } from './store/open.js'
 import { hostname } from 'node:os'
 import { NODE_BEAT_MS } from './jobs/node-membership.js'
-import { bootId } from './process-identity.js'
-
-/** Whether a process with this pid exists on this machine (EPERM: it exists, owned by someone else). */
-function processExists (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
+import { bootId, processExists } from './process-identity.js'
 
 let config: Config
 try {

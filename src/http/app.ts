@@ -7,12 +7,9 @@ import type { Config } from '../config.js'
 import { type JobTypeCatalog, loadJobTypes } from '../job-types/catalog.js'
 import { HttpError } from '../errors.js'
 import type { SchedulerHealth, SchedulerStats } from '../jobs/scheduler.js'
-import type { JobStore } from '../jobs/store.js'
 import type { Logger } from '../log.js'
-import type { MatrixStore } from '../matrices/store.js'
 import type { AsyncJobStore, NodeRow } from '../store/job-store.js'
-import { type AsyncMatrixStore, asyncSqliteMatrixStore } from '../store/matrix-store.js'
-import { asyncSqliteStore } from '../store/sqlite.js'
+import type { AsyncMatrixStore } from '../store/matrix-store.js'
 import { addAuth, addRateLimit } from './auth.js'
 import { addDocs } from './docs.js'
 import { type EventsRoutesOptions, eventsRoutes } from './events.js'
@@ -50,16 +47,12 @@ export interface AppNodes {
 /** Everything the HTTP layer is given; it opens nothing itself. */
 export interface AppOptions {
   config: Config
-  /**
-   * The job store. A synchronous SQLite store (src/jobs/store.ts) is still taken, and seen through the async
-   * interface, until src/server.ts opens its stores with openStores(); it then has no nodes table behind it
-   * (GET /api/nodes lists none).
-   */
-  store: AsyncJobStore | JobStore
+  /** The job store (src/store/open.ts: SQLite or PostgreSQL). */
+  store: AsyncJobStore
   scheduler: AppScheduler
   loggerInstance?: Logger
-  /** Stored matrices; the /api/matrices routes are served when given (a synchronous store: as for `store`). */
-  matrices?: AsyncMatrixStore | MatrixStore
+  /** Stored matrices; the /api/matrices routes are served when given. */
+  matrices?: AsyncMatrixStore
   /** Resolves when the database is usable, rejects with the reason otherwise (/readyz answers 503 with it). */
   dbReady?: () => void | Promise<void>
   /** The job types on offer, loaded at start (src/server.ts); the built-ins alone when absent. */
@@ -68,16 +61,6 @@ export interface AppOptions {
   nodes?: AppNodes
   /** Overrides of the event stream's tuning (tests shorten them). */
   events?: EventsRoutesOptions['events']
-}
-
-/** The stores through the async interface: async ones as they are; a synchronous SQLite store, and the matrix store
- *  given with it, wrapped (see AppOptions.store). */
-function asyncStores (store: AsyncJobStore | JobStore, matrices: AsyncMatrixStore | MatrixStore | undefined): { store: AsyncJobStore, matrices?: AsyncMatrixStore } {
-  if ('kind' in store) return { store, matrices: matrices as AsyncMatrixStore | undefined }
-  return {
-    store: { ...asyncSqliteStore(store), nodes: async () => [] },
-    matrices: matrices && asyncSqliteMatrixStore(matrices as MatrixStore)
-  }
 }
 
 // Bodies are taken as sent: a string is not a number and an unknown field is an error, not silently dropped.
@@ -148,7 +131,7 @@ export async function buildApp (options: AppOptions): Promise<FastifyInstance> {
   await addDocs(app)
   addAuth(app, options.config.apiToken)
   await addRateLimit(app, options.config.rateLimitMax)
-  const { store, matrices } = asyncStores(options.store, options.matrices)
+  const { store, matrices } = options
   const listNodes = options.nodes?.list ?? (() => store.nodes())
   const metrics = createMetrics({ store, scheduler: options.scheduler, nodes: listNodes })
   app.addHook('onError', async (_req, _reply, err) => { metrics.observeError(err) })

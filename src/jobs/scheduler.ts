@@ -7,10 +7,8 @@ import type { Config } from '../config.js'
 import type { Logger } from '../log.js'
 import { checkProcess, hasFileOpen, type ProcessCheck } from '../process-identity.js'
 import type { AsyncJobStore, LostOutcome, RunningJob } from '../store/job-store.js'
-import { asyncSqliteStore } from '../store/sqlite.js'
 import { createNodeMembership, UNKNOWN_BOOT } from './node-membership.js'
 import { EXIT_SELF_FENCED } from './self-fence.js'
-import type { JobStore } from './store.js'
 import { type JobRow, WORKER_ENV } from './types.js'
 
 /** The worker entry beside this module, with the extension this process runs (.ts under tests, .js in dist/). */
@@ -112,12 +110,8 @@ export interface SchedulerStats {
 }
 
 export interface SchedulerOptions {
-  /**
-   * The job store. The synchronous SQLite store is still accepted while src/server.ts passes it: the scheduler then
-   * works as one server per database file did (every running job is this server's, no nodes table, no periodic
-   * slots); pass an AsyncJobStore for everything else.
-   */
-  store: AsyncJobStore | JobStore
+  /** The job store (src/store/open.ts: SQLite or PostgreSQL). */
+  store: AsyncJobStore
   config: Config
   log: Logger
   /** This node's id (claims record it; only its jobs are watched through /proc); defaults to config.nodeId. */
@@ -133,9 +127,6 @@ export interface SchedulerOptions {
 }
 
 export type Scheduler = ReturnType<typeof createScheduler>
-
-const isAsyncStore = (store: AsyncJobStore | JobStore): store is AsyncJobStore =>
-  typeof (store as Partial<AsyncJobStore>).runningWithAges === 'function'
 
 /**
  * Starts jobs and watches them, for one node of possibly several sharing the database.
@@ -154,18 +145,15 @@ const isAsyncStore = (store: AsyncJobStore | JobStore): store is AsyncJobStore =
  * Passes are asynchronous and never overlap. A pass that fails (the database unreachable) is logged, reported by
  * health() and tried again at the next tick; it never crashes the server.
  */
-export function createScheduler ({ store: givenStore, config, log, nodeId = config.nodeId, workerEntry: givenEntry, jobTypeModules = {}, sweepIntervalMs, bootId: givenBoot }: SchedulerOptions) {
+export function createScheduler ({ store, config, log, nodeId = config.nodeId, workerEntry: givenEntry, jobTypeModules = {}, sweepIntervalMs, bootId: givenBoot }: SchedulerOptions) {
   let workerEntry = givenEntry ?? WORKER_ENTRY
   if (givenEntry === undefined) {
     const chosen = chooseWorkerEntry()
     workerEntry = chosen.entry
     if (!chosen.bundled && WORKER_ENTRY.endsWith('.js')) log.warn({ why: chosen.why }, 'forking the plain worker module, not the bundle: each worker starts with more CPU')
   }
-  /** One server per SQLite file, handed the synchronous store (src/server.ts until it opens the async stores). */
-  const legacy = !isAsyncStore(givenStore)
-  const store: AsyncJobStore = isAsyncStore(givenStore) ? givenStore : asyncSqliteStore(givenStore)
   const sweepEvery = sweepIntervalMs ?? Math.min(1000, Math.max(TICK_MS, Math.round(config.leaseMs / 4)))
-  const membership = legacy ? undefined : createNodeMembership({ store, nodeId, log, boot: givenBoot })
+  const membership = createNodeMembership({ store, nodeId, log, boot: givenBoot })
   const children = new Map<string, Child>()
   const stats: SchedulerStats = { forks: 0, lost: 0, requeued: 0, killed: 0, sweeps: 0, tickFailures: 0 }
   /** Booted workers waiting for a job: one while the queue is empty, one per slot while jobs wait. */
@@ -198,7 +186,6 @@ export function createScheduler ({ store: givenStore, config, log, nodeId = conf
 
   /** Whether this node watches the row's worker through /proc and may signal it (see createScheduler). */
   function isLocal (row: JobRow): boolean {
-    if (legacy) return true
     if (row.worker === null || !local.has(row.worker)) return false
     // A null node is a claim made before nodes were recorded (migrations/007): on SQLite, one server per file, it
     // was this server's predecessor's.
@@ -464,7 +451,7 @@ export function createScheduler ({ store: givenStore, config, log, nodeId = conf
 
   /** Other nodes' jobs, once per sweep interval across every node (the periodic slot SWEEP_TASK). */
   async function sweep (others: RunningJob[]): Promise<void> {
-    if (legacy || Date.now() - lastSweepAt < sweepEvery) return
+    if (Date.now() - lastSweepAt < sweepEvery) return
     lastSweepAt = Date.now()
     if (!await store.claimPeriodic(SWEEP_TASK, sweepEvery)) return
     stats.sweeps++
@@ -585,18 +572,15 @@ export function createScheduler ({ store: givenStore, config, log, nodeId = conf
    * is trusted only with its start time and token); PostgreSQL leaves such jobs to the database-only sweep.
    */
   async function init (): Promise<void> {
-    let sameBoot = true
-    if (membership) {
-      const previous = await membership.start()
-      sameBoot = previous ? previous.boot_id === membership.boot && membership.boot !== UNKNOWN_BOOT : store.kind === 'sqlite'
-    }
+    const previous = await membership.start()
+    const sameBoot = previous ? previous.boot_id === membership.boot && membership.boot !== UNKNOWN_BOOT : store.kind === 'sqlite'
     let running: JobRow[] = []
     try {
       running = await store.running()
     } catch (err) {
       log.error({ err }, 'could not read the running jobs at start; jobs of a previous server are left to the lease')
     }
-    const ours = running.filter((r) => legacy || r.node === nodeId || (r.node === null && store.kind === 'sqlite'))
+    const ours = running.filter((r) => r.node === nodeId || (r.node === null && store.kind === 'sqlite'))
     if (ours.length === 0) return
     if (sameBoot) {
       for (const row of ours) if (row.worker !== null) local.add(row.worker)
@@ -681,7 +665,7 @@ export function createScheduler ({ store: givenStore, config, log, nodeId = conf
     for (const child of children.values()) child.process.kill('SIGKILL')
     await waitFor(async () => children.size === 0, 2000)
     await settleExits()
-    await membership?.stop()
+    await membership.stop()
     log.info({ released: running.map((r) => r.id) }, 'scheduler stopped')
   }
 

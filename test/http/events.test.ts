@@ -1,5 +1,3 @@
-import { once } from 'node:events'
-import { type IncomingMessage, request } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Test } from 'tap'
 import t from 'tap'
@@ -9,50 +7,7 @@ import type { EventsTuning } from '../../src/http/events.js'
 import { createJobStore } from '../../src/jobs/store.js'
 import type { AsyncJobStore } from '../../src/store/job-store.js'
 import { api, startServer, testConfig, tmpDb, waitFor } from '../fixtures/helpers.js'
-
-/** One SSE frame as received, with the time it arrived. */
-interface Frame { id?: string, event?: string, data?: string, comment?: string, at: number }
-
-/** An open /api/events stream read through a real socket, frames parsed as they arrive. */
-interface Stream { status: number, headers: Headers, frames: Frame[], jobs: () => Array<Record<string, any>>, close: () => void, ended: () => boolean }
-
-async function openStream (t: Test, url: string, headers: Record<string, string> = {}, localAddress?: string): Promise<Stream> {
-  // node:http rather than fetch: fetch keeps a spare connection open after an abort, which holds up close().
-  const req = request(`${url}/api/events`, { headers, agent: false, localAddress })
-  req.end()
-  const [res] = (await once(req, 'response')) as [IncomingMessage]
-  const frames: Frame[] = []
-  let ended = false
-  let buffer = ''
-  res.setEncoding('utf8')
-  res.on('data', (chunk: string) => {
-    buffer += chunk
-    for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
-      const frame: Frame = { at: Date.now() }
-      for (const line of buffer.slice(0, end).split('\n')) {
-        if (line.startsWith(':')) frame.comment = line.slice(1).trim()
-        else {
-          const colon = line.indexOf(':')
-          const key = line.slice(0, colon) as 'id' | 'event' | 'data'
-          if (['id', 'event', 'data'].includes(key)) frame[key] = line.slice(colon + 1).trimStart()
-        }
-      }
-      frames.push(frame)
-      buffer = buffer.slice(end + 2)
-    }
-  })
-  res.on('close', () => { ended = true })
-  const close = (): void => { req.destroy() }
-  t.teardown(close)
-  return {
-    status: res.statusCode as number,
-    headers: new Headers(Object.entries(res.headers).map(([k, v]) => [k, String(v)])),
-    frames,
-    jobs: () => frames.filter((f) => f.event === 'job').map((f) => ({ ...JSON.parse(f.data as string), eventId: f.id, at: f.at })),
-    close,
-    ended: () => ended
-  }
-}
+import { openStream } from '../fixtures/sse.js'
 
 /** The app over a real database file, listening on a loopback port; no scheduler runs, the test plays the worker. */
 async function setup (t: Test, events: Partial<EventsTuning> = {}, wrap: (store: AsyncJobStore) => AsyncJobStore = (s) => s) {

@@ -75,14 +75,3 @@ t.test('GET /api/nodes takes the list it is given, and a failing list is a 500 i
   t.equal(res.statusCode, 500, '500')
   t.same(res.json(), { statusCode: 500, error: 'Internal Server Error', message: 'internal error; see the server log' }, 'the cause stays in the log')
 })
-
-t.test('a synchronous SQLite store (as src/server.ts still passes) is served through the async interface', async (t) => {
-  const { store } = tmpDb(t)
-  const app = await buildApp({ config: testConfig(), store, scheduler: { wake () {} } })
-  t.teardown(() => app.close())
-  const submitted = await app.inject({ method: 'POST', url: '/api/jobs', payload: { n: 2, steps: 1 } })
-  t.equal(submitted.statusCode, 201, 'a submit works')
-  t.equal(store.get(submitted.json().id)?.status, 'pending', 'stored through the synchronous store')
-  t.same((await app.inject({ url: '/api/nodes' })).json(), { nodes: [] }, 'no nodes table behind it: an empty list, not an error')
-  t.equal((await app.inject({ url: '/metrics' })).statusCode, 200, '/metrics answers')
-})

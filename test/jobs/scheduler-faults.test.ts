@@ -130,7 +130,7 @@ t.test('a lost worker that is still there is killed: our own child, and an adopt
 })
 
 t.test('workers that die at boot are forked again with a growing pause, and /readyz says so', async (t) => {
-  const { store, path, db, jobs } = tmpDb(t)
+  const { path, db, jobs } = tmpDb(t)
   const { scheduler: s, logs } = scheduler(t, jobs, path, { WARM_SPARE: 'true' }, join(FIXTURES, 'exit-at-boot-worker.mjs'))
   const forkTimes: number[] = []
   const watch = setInterval(() => { while (forkTimes.length < s.stats.forks) forkTimes.push(Date.now()) }, 10)
@@ -150,7 +150,7 @@ t.test('workers that die at boot are forked again with a growing pause, and /rea
   t.match(health.reason, /workers die at boot: \d+ in a row \(last: idle worker exited with code 1\); next try in \d+ s/, health.reason)
 
   const { checkDb } = await import('../../src/http/ops.js')
-  const app = await buildApp({ config: testConfig({ DB_PATH: path }), store, scheduler: s, dbReady: () => checkDb(db) })
+  const app = await buildApp({ config: testConfig({ DB_PATH: path }), store: jobs, scheduler: s, dbReady: () => checkDb(db) })
   t.teardown(() => app.close())
   const ready = await app.inject({ url: '/readyz' })
   t.equal(ready.statusCode, 503, '/readyz: 503')

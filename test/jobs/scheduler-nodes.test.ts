@@ -194,7 +194,7 @@ t.test('a pass that fails (database unreachable) is reported by health() and /re
   jobs.runningWithAges = async () => { throw new Error('connect ECONNREFUSED 127.0.0.1:5432') }
   const health = await waitFor(() => { const h = s.health(); return !h.ok && h }, 5000, 'health to say not ok')
   t.match(health.reason, /scheduler passes fail: connect ECONNREFUSED 127\.0\.0\.1:5432 \(\d+ in a row/, health.reason)
-  const app = await buildApp({ config: testConfig({ DB_PATH: path }), store, scheduler: s, dbReady: () => checkDb(db) })
+  const app = await buildApp({ config: testConfig({ DB_PATH: path }), store: jobs, scheduler: s, dbReady: () => checkDb(db) })
   t.teardown(() => app.close())
   const ready = await app.inject({ url: '/readyz' })
   t.equal(ready.statusCode, 503, '/readyz: 503')
