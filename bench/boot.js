@@ -8,7 +8,7 @@ import { fork } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { chooseWorkerEntry, WORKER_ENTRY, workerExecArgv } from '../dist/jobs/scheduler.js'
+import { chooseWorkerEntry, WORKER_ENTRY, workerCompileCacheEnv, workerExecArgv } from '../dist/jobs/scheduler.js'
 import { isMain, loadavg, median, openStore, own, pct, procKb, report, round, sleep, tempDir } from './lib.js'
 
 const newJob = (n, steps) => ({
@@ -35,6 +35,7 @@ function spawnWorker (dbPath, token, { nice = 10, usageFile = null, entry = CHOS
   return own(fork(entry, [token], {
     env: {
       ...process.env,
+      ...workerCompileCacheEnv(),
       NONSTOP_DB_PATH: dbPath,
       NONSTOP_HEARTBEAT_MS: '1000',
       NONSTOP_CHECKPOINT_MS: '2000',

@@ -88,7 +88,7 @@ function ikj (a, b, c, n, rowCount) {
 const SLICE = {
   250: { cols: 250, rows: 250, minMs: 1000, steps: 4 },
   500: { cols: 512, rows: 500, minMs: 1000, steps: 1 },
-  1000: { cols: 1000, rows: 250, minMs: 0, steps: 1 },
+  1000: { cols: 1000, rows: 250, minMs: 0, steps: 3 },
   2000: { cols: 256, rows: 32, ikjRows: 200, minMs: 0, steps: 0 }
 }
 

@@ -19,6 +19,11 @@ const ROOT = fileURLToPath(new URL('../', import.meta.url))
 const DIST = `${ROOT}dist/`
 const CORE = `${DIST}mathjs-core.cjs`
 const WORKER_BUNDLE = `${DIST}jobs/worker-bundle.cjs`
+// V8's code cache of forked workers (src/jobs/scheduler.ts, WORKER_COMPILE_CACHE): emptied with each build, so it
+// never holds more than one build's entries.
+const COMPILE_CACHE = `${DIST}jobs/.compile-cache`
+
+rmSync(COMPILE_CACHE, { recursive: true, force: true })
 
 let esbuild
 try {

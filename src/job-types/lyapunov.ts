@@ -3,9 +3,9 @@
  * maths lives in src/jobs/lyapunov.ts; this module is its definition under the public job-type contract, the same
  * one a user module in JOB_TYPES_DIR implements.
  */
-import { randomInt } from 'node:crypto'
 import { defineJobType } from '../jobs/contract.js'
 import { LyapunovRun, type LyapunovParams } from '../jobs/lyapunov.js'
+import { lazyCrypto } from '../lazy-crypto.js'
 
 export default defineJobType<LyapunovParams>({
   name: 'lyapunov',
@@ -22,7 +22,7 @@ export default defineJobType<LyapunovParams>({
     additionalProperties: false
   },
   // The seed is drawn once, at submit, and stored: every attempt of the job then computes the same matrices.
-  prepare: (params) => ({ ...params, seed: params.seed ?? randomInt(0, 2 ** 32) }),
+  prepare: (params) => ({ ...params, seed: params.seed ?? lazyCrypto().randomInt(0, 2 ** 32) }),
   steps: (params) => params.steps,
   // Compute time and speed differ from run to run; every other field is bit-identical after any resume.
   measurements: ['elapsedMs', 'gflops'],

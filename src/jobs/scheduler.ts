@@ -45,13 +45,32 @@ export function chooseWorkerEntry (): { entry: string, bundled: boolean, why?: s
 }
 
 /**
+ * Where forked workers keep V8's compiled code between starts. Node ≥ 22.1 reads NODE_COMPILE_CACHE (Node 20 ignores
+ * it): the bundle, the mathjs core and the SQLite driver's JavaScript are then loaded as code instead of being
+ * parsed and compiled again by every worker, ~10 ms of each start's CPU on Node 24 (docs/benchmarks.md, "Worker
+ * start"). It sits beside the bundle in dist/, which only the installing user writes, and `npm run build` empties it
+ * with each new bundle, so it holds one build's entries. An operator's own NODE_COMPILE_CACHE is kept, and Node's
+ * NODE_DISABLE_COMPILE_CACHE=1 turns it off. Not set when running from the TypeScript sources (tests).
+ */
+export const WORKER_COMPILE_CACHE = fileURLToPath(new URL('./.compile-cache', import.meta.url))
+
+/** The compile-cache variable a worker is forked with (empty under the TypeScript sources). */
+export function workerCompileCacheEnv (env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  if (!WORKER_ENTRY.endsWith('.js')) return {}
+  return { NODE_COMPILE_CACHE: env.NODE_COMPILE_CACHE || WORKER_COMPILE_CACHE }
+}
+
+/**
  * Node flags of a worker. A smaller young generation: the product allocates row arrays that die young, and V8's
  * default lets them pile up to ~270 MB at n = 1000; 4 MB semi-spaces keep the peak lower at no measurable speed
  * cost. `gc()` is exposed so a worker can collect right after writing a large checkpoint. The server's own heap
- * limits (npm start sets small ones) are not inherited: a worker at n = 2000 needs more.
+ * limits (npm start sets small ones) are not inherited: a worker at n = 2000 needs more. `--single-threaded`: V8
+ * starts no helper threads of its own (concurrent compilation, parallel and concurrent GC), which a process that
+ * lives for one job pays for more than it gains: ~20 ms less CPU per worker start on Node 24, ~10 on Node 20, and
+ * the same GF/s for a long job (docs/benchmarks.md, "Worker start"). The job's compute threads are unaffected.
  */
 export function workerExecArgv (parent: readonly string[] = process.execArgv): string[] {
-  return [...parent.filter((arg) => !/^--max-(old|semi)-space-size/.test(arg)), '--max-semi-space-size=4', '--expose-gc']
+  return [...parent.filter((arg) => !/^--max-(old|semi)-space-size/.test(arg)), '--max-semi-space-size=4', '--expose-gc', '--single-threaded']
 }
 
 /** A runnable worker silent for this many leases is taken as hung rather than starved of CPU. */
@@ -228,6 +247,7 @@ export function createScheduler ({ store, config, log, nodeId = config.nodeId, w
     const token = randomBytes(8).toString('hex')
     const env: NodeJS.ProcessEnv = {
       ...process.env,
+      ...workerCompileCacheEnv(),
       [WORKER_ENV.dbPath]: config.dbPath,
       [WORKER_ENV.leaseMs]: String(config.leaseMs),
       [WORKER_ENV.heartbeatMs]: String(config.heartbeatMs),

@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto'
 import { endianness } from 'node:os'
+import { lazyCrypto } from '../lazy-crypto.js'
 
 /** A dense matrix: rows × cols float64 numbers, row after row. */
 export interface Matrix64 {
@@ -72,7 +72,7 @@ export function fromCanonicalBytes (bytes: Uint8Array): Float64Array {
 
 /** sha256 (hex) of the canonical bytes; in numpy: hashlib.sha256(np.ascontiguousarray(a, dtype='<f8').tobytes()). */
 export function matrixSha256 (data: Float64Array): string {
-  return createHash('sha256').update(canonicalBytes(data)).digest('hex')
+  return lazyCrypto().createHash('sha256').update(canonicalBytes(data)).digest('hex')
 }
 
 /** The shortest text that reads back to the same double (String() is that), keeping the sign of -0. */
