@@ -272,6 +272,45 @@ load, against 20–21 ms measured on a quieter machine before (README).
   10 ms (in the same run: +32 ms instead of +200 ms for a 3 s wait). Only the Node 20 throughput re-run has it.
 `
 
+/** Threads and worker start on a quiet machine, measured separately (2026-12-05). */
+const QUIET_RERUN = `## Quiet machine, 2026-12-05: threads and worker start measured at load 0.5–0.8
+
+For the first time the shared machine was idle (load average 0.5–0.8 during the runs), so the wall-clock figures the
+earlier re-runs could not show were measured: \`node bench/run.js compute\` on Node 20.20.2 and Node 24.22.3, then
+one-off CPU measurements of whole tiny-job workers (CPU from \`process.resourceUsage()\` at exit, 7–15 runs per
+variant, variants interleaved; the host shows a second, slower mode of +30–70 ms in some runs, so medians are given).
+The other benches (boot, throughput, server…) were not re-run in this session: their tables below are still those of
+the loaded re-run.
+
+| figure (n = 1000) | target | Node 20 | Node 24 |
+|---|---|---|---|
+| whole job ÷ its own product GF/s, 1 thread (CPU) | ≥ 0.9 | **1.06** (2.19 vs 2.06) | **1.11** (2.79 vs 2.51) |
+| whole job ÷ one stock \`math.multiply\`, 1 thread (CPU) | ≥ 2.5× | **3.34×** | **3.07×** |
+| one job on 2 threads ÷ 1 thread, wall | ≥ 1.7× | **1.82×** (4.00 vs 2.20 GF/s) | 1.68× (4.72 vs 2.80); 1.47–1.78× in four more 3-step runs |
+| 2-thread job ÷ stock \`math.multiply\`, wall | ≥ 4× | **5.99×** | **4.91×** |
+
+The two-thread speed-up is at the target on an idle machine (1.82× on Node 20) and around it on Node 24 (1.47–1.78×,
+median 1.68×): what is left serial is drawing M_k on the main thread at the start of each step and the division of C'
+at its end (about 5 % of a step), plus the hand-off per unit.
+
+**Worker start CPU** (a whole tiny-job worker: fork, open, claim, compute n = 2, write, exit):
+
+| variant, same runs | Node 20 | Node 24 |
+|---|---|---|
+| empty Node process with the IPC channel | 96–99 ms | 71–77 ms |
+| worker as it was at the start of the session | 221–224 ms | 191–200 ms |
+| + compile cache (NODE_COMPILE_CACHE, Node ≥ 22 only) | — | 182–187 ms |
+| + node:crypto loaded only when used, addon given by path, schema version from file names | 201–220 ms | 182–191 ms |
+| + \`--single-threaded\` (V8 starts no helper threads) | 200–211 ms | **155–165 ms** |
+
+\`--single-threaded\` alone: Node 24 191 → 167 ms, Node 20 221 → 211 ms; a whole n = 1000 step measured the same with
+and without it (1 thread 2.69–2.71 vs 2.69–2.73 CPU GF/s; 2 threads within the spread). \`--min-semi-space-size=4\`
+changed nothing. Target ≤ 0.15 s on Node 24: **~0.16 s, close but not met**. What remains above an empty Node
+process (~85 ms, profile of the new worker on Node 24): building multiply's typed dispatch and loading the mathjs
+core ~35 ms, pino ~12, the SQLite driver and opening the database ~12, garbage collection ~12, the internal modules
+pino needs (assert, worker_threads, streams) ~8.
+`
+
 /** Worker-start findings measured separately; the boot and throughput tables are the bench's. */
 const WORKER_START = `## Worker start: where its CPU goes, and what changed
 
@@ -415,7 +454,7 @@ function writeDoc () {
     }
     out.push('')
   }
-  out.push('', THREADS_RERUN, FINDINGS, COMPUTE_PROFILE, WORKER_START)
+  out.push('', QUIET_RERUN, THREADS_RERUN, FINDINGS, COMPUTE_PROFILE, WORKER_START)
   for (const { bench, result } of results) {
     out.push(`## ${bench.title}`, '')
     out.push(bench.method.replaceAll('\n', ' '), '')
