@@ -1,4 +1,4 @@
-// Matrices: GF/s of a matmul job's product (src/job-types/chain.ts: 32-column panels, row blocks, mathjs
+// Matrices: GF/s of a matmul job's product (src/job-types/chain.ts: 32-row blocks times columns, mathjs
 // DenseMatrix 'number') against one stock `math.multiply` of the same two matrices, and upload / download
 // throughput (MB/s of float64 data) for every format through the HTTP routes (app.inject, no socket).
 //
@@ -33,12 +33,15 @@ function cpuMs () {
 
 async function openStores () {
   const { migrate, openDb } = await import(join(DIST, 'db.js'))
+  // The stores the server passes to buildApp (src/store/open.ts on SQLite).
+  const { createSqliteMatrixStore } = await import(join(DIST, 'store/matrix-store.js'))
+  const { createSqliteJobStore } = await import(join(DIST, 'store/sqlite.js'))
+  // The synchronous store under it, for a job's inputs as the worker hands them out (src/jobs/matrix-inputs.ts).
   const { createMatrixStore } = await import(join(DIST, 'matrices/store.js'))
-  const { createJobStore } = await import(join(DIST, 'jobs/store.js'))
   const dir = mkdtempSync(join(tmpdir(), 'nonstop-bench-matrices-'))
   const db = openDb(join(dir, 'bench.db'))
   migrate(db)
-  return { db, dir, matrices: createMatrixStore(db), jobs: createJobStore(db) }
+  return { db, dir, matrices: createSqliteMatrixStore(db), syncMatrices: createMatrixStore(db), jobs: createSqliteJobStore(db) }
 }
 
 /** One measurement, in this (child) process. */
@@ -47,7 +50,7 @@ async function part (kind, n) {
   if (kind === 'matmul') {
     const { ChainRun } = await import(join(DIST, 'job-types/chain.js'))
     const { matmulChain } = await import(join(DIST, 'job-types/matmul.js'))
-    const { db, dir, matrices } = await openStores()
+    const { db, dir, syncMatrices: matrices } = await openStores()
     const ids = [matrices.insert({ ...randomMatrix(n, n, 1), name: 'a' }).id, matrices.insert({ ...randomMatrix(n, n, 2), name: 'b' }).id]
     const ctx = { math, loadMatrix: (id) => matrices.load(id), threads: () => 1, log: { info () {}, warn () {}, error () {} } }
     // Warm up mathjs's dispatch (built on first call) with the same call shape, as a worker's spare does.
@@ -130,7 +133,7 @@ if (isMain(import.meta.url)) {
     const transfers = inChild('io', io)
     const ratio = round(job.cpu / stock.cpu, 2)
     const rows = [
-      { metric: `matmul job product GF/s, two ${n}×${n} (32-col panels), by CPU time`, target: '—', measured: `${round(job.cpu, 3)} (wall ${round(job.wall, 3)})`, pass: null },
+      { metric: `matmul job product GF/s, two ${n}×${n} (row blocks × columns), by CPU time`, target: '—', measured: `${round(job.cpu, 3)} (wall ${round(job.wall, 3)})`, pass: null },
       { metric: `matmul job product ÷ one stock math.multiply, dense number, n=${n}`, target: '≥ 2.5×', measured: `${ratio}× (stock ${round(stock.cpu, 3)} GF/s)`, pass: ratio >= 2.5 }
     ]
     for (const [format, f] of Object.entries(transfers)) {

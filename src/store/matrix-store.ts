@@ -1,7 +1,7 @@
 /**
  * The asynchronous matrix store: what the HTTP routes and the workers need of stored matrices, as
  * Promise-returning methods, with the synchronous SQLite store of src/matrices/store.ts behind it here and
- * PostgreSQL in src/store/postgres-matrices.ts. Not used by the server yet (docs/postgres.md, "Status").
+ * PostgreSQL in src/store/postgres-matrices.ts. The server opens it in src/store/open.ts.
  */
 import type { Db } from '../db.js'
 import type { Matrix64 } from '../matrices/matrix.js'
