@@ -2,20 +2,26 @@
  * A chain of matrix products on stored matrices, resumable between any two units of work: the maths shared by
  * matmul (M1·M2·…·Mk) and matpow (A^k by repeated squaring).
  *
- * Each product P' = P·R runs as lyapunov's does (docs/benchmarks.md): R is cut into 32-column panels, mathjs
- * DenseMatrix of datatype 'number', and `math.multiply(block, panel)` walks rows of P and a panel that stays in
- * cache. A unit of work is one panel against a block of P's rows, sized to ~1e8 flops (well under a second), so
- * progress moves and a checkpoint can be taken inside a product even at 8192×8192.
+ * Each product P' = P·R runs as lyapunov's does (src/jobs/threads/chain-product.ts, docs/benchmarks.md):
+ * `math.multiply(block, column)` on 32-row blocks of P and single columns of R, mathjs's matrix-vector loop. Every
+ * entry of P' is mathjs's sum P[i][0]·R[0][j] + P[i][1]·R[1][j] + … in that order, as one stock
+ * `math.multiply(P, R)` computes it, so the bits do not depend on how the work is cut nor on the thread count. A
+ * unit of work is a panel of 32 columns against a range of P's rows sized to ~1e8 flops (well under a second), so
+ * progress moves and a checkpoint can be taken inside a product even at 8192×8192; with more than one compute
+ * thread (JobContext.threads()) the unit's rows are shared among them (src/jobs/threads/pool.ts).
  *
- * Memory: P, the P' being filled, the stored right-hand factor (matmul: the one of the current product; matpow:
- * A) and one panel. Stored matrices are loaded when their product starts, not all at once.
+ * Memory: P, the P' being filled and the stored right-hand factor (matmul: the one of the current product;
+ * matpow: A), each a flat array every thread shares, plus the plain-array copy of P's rows that mathjs reads (each
+ * thread copies the rows it computes) and the current panel's columns. Stored matrices are loaded when their product starts, not all at once.
  */
 import type { MathJsInstance, Matrix as MathMatrix } from 'mathjs'
 import type { Checkpoint, JobContext, JobRun, ResultContext, StoredMatrix } from '../jobs/contract.js'
+import { CHAIN_PANEL, ChainKernel, type ChainProductBuffers } from '../jobs/threads/chain-product.js'
+import { MAX_THREADS, type ThreadSetup, ThreadPool } from '../jobs/threads/pool.js'
 import { matrixSha256 } from '../matrices/matrix.js'
 
 /** Columns per panel of the right-hand factor (the width lyapunov measured best). */
-export const PANEL_WIDTH = 32
+export const PANEL_WIDTH = CHAIN_PANEL
 /** Work of one unit: a panel against as many rows of P as fit in about this many flops. */
 export const UNIT_FLOPS = 1e8
 /** Version of the checkpoint layout below. */
@@ -54,45 +60,24 @@ export interface ChainResult extends Record<string, unknown> {
   elapsedMs: number
   /** Flops of the products (2·r·m·n each) per second of compute, in GFLOP/s. */
   gflops: number
+  /** Most compute threads one unit of work used (in the last attempt). */
+  threads: number
 }
 
 type DenseCtor = new (init: { data: number[][], size: [number, number], datatype: 'number' }) => MathMatrix
 
-/** Rows as mathjs's dense matrices hold them: packed arrays of doubles. */
-function rowsOf (m: StoredMatrix): number[][] {
-  const out: number[][] = new Array(m.rows)
-  for (let i = 0; i < m.rows; i++) out[i] = Array.from(m.data.subarray(i * m.cols, (i + 1) * m.cols))
+/** A copy of `data` that compute threads can share. */
+function shared (data: Float64Array): Float64Array {
+  const out = new Float64Array(new SharedArrayBuffer(data.byteLength))
+  out.set(data)
   return out
 }
 
-/** A right-hand factor: its shape and a way to cut a panel out of it. */
-interface RightFactor {
-  rows: number
-  cols: number
-  /** Columns j0..j0+w as m rows of w numbers. */
-  panel: (j0: number, w: number) => number[][]
-}
-
-function storedFactor (m: StoredMatrix): RightFactor {
-  return {
-    rows: m.rows,
-    cols: m.cols,
-    panel: (j0, w) => {
-      const out: number[][] = new Array(m.rows)
-      for (let i = 0; i < m.rows; i++) out[i] = Array.from(m.data.subarray(i * m.cols + j0, i * m.cols + j0 + w))
-      return out
-    }
-  }
-}
-
-function rowsFactor (rows: number[][], cols: number): RightFactor {
-  return { rows: rows.length, cols, panel: (j0, w) => rows.map((r) => r.slice(j0, j0 + w)) }
-}
+const sharedZeros = (length: number): Float64Array => new Float64Array(new SharedArrayBuffer(8 * length))
 
 /** A chain of products in progress. */
 export class ChainRun implements JobRun {
   private readonly math: MathJsInstance
-  private readonly Dense: DenseCtor
   /** Products completed. */
   private index = 0
   /** Within the current product: panels done, and row blocks done of the current panel. */
@@ -100,25 +85,31 @@ export class ChainRun implements JobRun {
   private block = 0
   private computeMs = 0
   private flops = 0
-  /** P, row by row (r × m). */
-  private acc: number[][] = []
-  private accCols = 0
-  /** P' being filled (r × n), or null between products. */
-  private next: number[][] | null = null
-  private right: RightFactor | null = null
-  private panelMatrix: MathMatrix | null = null
+  /** P (r × m), row-major; on a SharedArrayBuffer once compute threads take part. */
+  private p: Float64Array = new Float64Array(0)
+  private r = 0
+  private m = 0
+  /** The current product's operands (P' being filled), or null between products. */
+  private current: ChainProductBuffers | null = null
+  /** The same, as sent to compute threads. */
+  private setup: ThreadSetup | null = null
   /** The last stored matrix loaded (matpow multiplies by A again and again). */
   private cached: StoredMatrix | null = null
+  private readonly kernel = new ChainKernel()
+  private pool: ThreadPool | null = null
+  /** Most threads one unit has used. */
+  private threadsUsed = 1
 
   /** `unitFlops` is for tests, to cut small products into several row blocks; jobs use UNIT_FLOPS. */
   constructor (private readonly spec: ChainSpec, from: Checkpoint | undefined, private readonly ctx: JobContext, private readonly unitFlops = UNIT_FLOPS) {
     this.math = ctx.math
-    this.Dense = (ctx.math as unknown as { DenseMatrix: DenseCtor }).DenseMatrix
     if (from) this.restore(from)
     else {
       const first = this.load(spec.first)
-      this.acc = rowsOf(first)
-      this.accCols = first.cols
+      // Never written: P' is a new array.
+      this.p = first.data
+      this.r = first.rows
+      this.m = first.cols
     }
   }
 
@@ -129,7 +120,7 @@ export class ChainRun implements JobRun {
   get fraction (): number {
     if (this.finished) return 1
     let within = 0
-    if (this.next && this.right) {
+    if (this.current) {
       const blocks = this.blockCount()
       within = (this.panel * blocks + this.block) / (this.panelCount() * blocks)
     }
@@ -146,74 +137,126 @@ export class ChainRun implements JobRun {
 
   /** Rows of P per unit: deterministic from the shapes, so a resumed run cuts the work the same way. */
   private rowsPerBlock (): number {
-    return Math.max(1, Math.min(this.acc.length, Math.floor(this.unitFlops / (2 * this.accCols * PANEL_WIDTH))))
+    return Math.max(1, Math.min(this.r, Math.floor(this.unitFlops / (2 * this.m * PANEL_WIDTH))))
   }
 
-  private blockCount (): number { return Math.ceil(this.acc.length / this.rowsPerBlock()) }
-  private panelCount (): number { return Math.ceil((this.right as RightFactor).cols / PANEL_WIDTH) }
+  private blockCount (): number { return Math.ceil(this.r / this.rowsPerBlock()) }
+  private panelCount (): number { return Math.ceil((this.current as ChainProductBuffers).n / PANEL_WIDTH) }
 
   /** Sets up the current product: its right-hand factor, checked against P, and an empty P'. */
   private begin (): void {
     const product = this.spec.products[this.index]
-    const right = product.right === 'self' ? rowsFactor(this.acc, this.accCols) : storedFactor(this.load(product.right))
-    if (right.rows !== this.accCols) {
-      throw new Error(`${product.label}: the shapes do not fit (${this.acc.length}×${this.accCols} times ${right.rows}×${right.cols})`)
+    const right = product.right === 'self'
+      ? { rows: this.r, cols: this.m, data: this.p }
+      : this.load(product.right)
+    if (right.rows !== this.m) {
+      throw new Error(`${product.label}: the shapes do not fit (${this.r}×${this.m} times ${right.rows}×${right.cols})`)
     }
-    this.right = right
-    // Filled with a fraction so V8 keeps the rows as packed doubles whatever values land in them.
-    this.next = Array.from({ length: this.acc.length }, () => new Array<number>(right.cols).fill(0.5))
+    const next = sharedZeros(this.r * right.cols)
+    this.current = { index: this.index, r: this.r, m: this.m, n: right.cols, p: this.p, right: right.data, next }
+    this.setup = null
+    this.kernel.product(this.current)
   }
 
-  advance (): void {
+  /**
+   * The current product's operands as compute threads see them: P and R are copied onto SharedArrayBuffers the
+   * first time threads take part (a run on one thread never copies them), P' is shared from the start.
+   * `current` is updated in place: it is the object the run's own kernel reads.
+   */
+  private threadSetup (): ThreadSetup {
+    if (this.setup) return this.setup
+    const current = this.current as ChainProductBuffers
+    const self = current.right === current.p
+    if (!(current.p.buffer instanceof SharedArrayBuffer)) {
+      this.p = current.p = shared(current.p)
+      if (self) current.right = current.p
+    }
+    if (!(current.right.buffer instanceof SharedArrayBuffer)) {
+      const before = current.right
+      current.right = shared(before)
+      // matpow's A is used again by later products: they reuse the shared copy.
+      if (this.cached?.data === before) this.cached = { ...this.cached, data: current.right }
+    }
+    // The same numbers: the copies of P's rows the kernel holds stay valid (it reads `current` itself).
+    const { index, r, m, n, p, right, next } = current
+    this.setup = { kind: 'chain-product', index, r, m, n, p: p.buffer as SharedArrayBuffer, right: right.buffer as SharedArrayBuffer, next: next.buffer as SharedArrayBuffer }
+    return this.setup
+  }
+
+  /** Threads this unit may use: what the context grants, started ones only (a thread still starting is not waited for). */
+  private threadsForUnit (rows: number): number {
+    const wanted = Math.min(rows, MAX_THREADS, Math.max(1, Math.floor(this.ctx.threads()) || 1))
+    if (wanted < 2) return 1
+    this.pool ??= new ThreadPool()
+    // Grow only: a thread left idle by a smaller share costs nothing and is ready when the share grows back.
+    if (this.pool.size < wanted - 1) this.pool.resize(wanted - 1)
+    return 1 + Math.min(wanted - 1, this.pool.ready())
+  }
+
+  advance (): void | Promise<void> {
     if (this.finished) return
     const t = performance.now()
-    if (!this.next) this.begin()
-    const right = this.right as RightFactor
-    const next = this.next as number[][]
-    const j0 = this.panel * PANEL_WIDTH
-    const w = Math.min(PANEL_WIDTH, right.cols - j0)
-    if (!this.panelMatrix) {
-      this.panelMatrix = new this.Dense({ data: right.panel(j0, w), size: [right.rows, w], datatype: 'number' })
-    }
+    if (!this.current) this.begin()
     const rb = this.rowsPerBlock()
     const i0 = this.block * rb
-    const i1 = Math.min(this.acc.length, i0 + rb)
-    // The block adopts P's row arrays: no copy.
-    const block = new this.Dense({ data: this.acc.slice(i0, i1), size: [i1 - i0, this.accCols], datatype: 'number' })
-    const out = (this.math.multiply(block, this.panelMatrix) as MathMatrix).valueOf() as number[][]
-    for (let i = i0; i < i1; i++) {
-      const src = out[i - i0]
-      const dst = next[i]
-      for (let j = 0; j < w; j++) {
-        const x = src[j]
-        if (!Number.isFinite(x)) {
-          throw new Error(`${this.spec.products[this.index].label} overflowed: entry (${i + 1}, ${j0 + j + 1}) is ${x}; scale the matrices down and retry`)
-        }
-        dst[j0 + j] = x
-      }
+    const i1 = Math.min(this.r, i0 + rb)
+    const parts = this.threadsForUnit(i1 - i0)
+    if (parts === 1 || !this.pool) {
+      this.unitDone([this.kernel.unit(this.panel, i0, i1)], t)
+      return
+    }
+    // Rows shared out in whole mathjs blocks where there are enough, the run's own thread taking the first part.
+    const rows = i1 - i0
+    const chunk = rows >= parts * 32 ? Math.ceil(rows / parts / 32) * 32 : Math.ceil(rows / parts)
+    const pool = this.pool
+    const setup = this.threadSetup()
+    const others: Array<Promise<number>> = []
+    for (let a = i0 + chunk, g = 0; a < i1; a += chunk, g++) {
+      others.push(pool.call(g, { kind: 'chain-rows', index: this.index, panel: this.panel, i0: a, i1: Math.min(i1, a + chunk) }, setup))
+    }
+    let mine: number
+    try {
+      mine = this.kernel.unit(this.panel, i0, Math.min(i1, i0 + chunk))
+    } catch (err) {
+      others.forEach((q) => { q.catch(() => {}) })
+      throw err
+    }
+    return Promise.all(others).then((found) => {
+      if (1 + others.length > this.threadsUsed) this.threadsUsed = 1 + others.length
+      this.unitDone([mine, ...found], t)
+    })
+  }
+
+  /** Ends a unit: overflow is reported at its first entry in row-major order, whichever thread found it. */
+  private unitDone (found: number[], t: number): void {
+    const bad = Math.min(...found.map((x) => x < 0 ? Infinity : x))
+    const current = this.current as ChainProductBuffers
+    if (bad !== Infinity) {
+      const i = Math.floor(bad / current.n)
+      throw new Error(`${this.spec.products[this.index].label} overflowed: entry (${i + 1}, ${bad - i * current.n + 1}) is ${current.next[bad]}; scale the matrices down and retry`)
     }
     this.block++
-    if (i1 >= this.acc.length) {
+    if (this.block * this.rowsPerBlock() >= this.r) {
       this.block = 0
       this.panel++
-      this.panelMatrix = null
-      if (this.panel * PANEL_WIDTH >= right.cols) this.finishProduct()
+      if (this.panel * PANEL_WIDTH >= current.n) this.finishProduct()
     }
     this.computeMs += performance.now() - t
   }
 
   private finishProduct (): void {
-    const right = this.right as RightFactor
-    this.flops += 2 * this.acc.length * this.accCols * right.cols
-    this.acc = this.next as number[][]
-    this.accCols = right.cols
-    this.next = null
-    this.right = null
+    const current = this.current as ChainProductBuffers
+    this.flops += 2 * this.r * this.m * current.n
+    this.p = current.next
+    this.m = current.n
+    this.current = null
+    this.setup = null
+    this.kernel.release()
     this.panel = 0
     this.block = 0
     this.index++
     // A stored factor no later product needs is let go now.
-    const later = new Set(this.spec.products.slice(this.index).map((p) => p.right))
+    const later = new Set(this.spec.products.slice(this.index).map((q) => q.right))
     if (this.cached && !later.has(this.cached.id)) this.cached = null
   }
 
@@ -223,22 +266,23 @@ export class ChainRun implements JobRun {
    * the columns of the finished panels, then the current panel's columns for the rows already done.
    */
   checkpoint (): Checkpoint {
-    const r = this.acc.length
-    const m = this.accCols
+    const { r, m } = this
     const c0 = this.panel * PANEL_WIDTH
     let w = 0
     let doneRows = 0
-    if (this.next && this.right) {
-      w = Math.min(PANEL_WIDTH, this.right.cols - c0)
+    const current = this.current
+    if (current) {
+      w = Math.min(PANEL_WIDTH, current.n - c0)
       doneRows = Math.min(r, this.block * this.rowsPerBlock())
     }
-    const out = new Float64Array(HEADER + r * m + (this.next ? r * c0 + doneRows * w : 0))
-    out.set([STATE_VERSION, this.index, this.panel, this.block, this.computeMs, this.flops, r, m, this.next ? 1 : 0])
-    let o = HEADER
-    for (const row of this.acc) { out.set(row, o); o += m }
-    if (this.next) {
-      for (const row of this.next) { for (let j = 0; j < c0; j++) out[o++] = row[j] }
-      for (let i = 0; i < doneRows; i++) { for (let j = 0; j < w; j++) out[o++] = this.next[i][c0 + j] }
+    const out = new Float64Array(HEADER + r * m + (current ? r * c0 + doneRows * w : 0))
+    out.set([STATE_VERSION, this.index, this.panel, this.block, this.computeMs, this.flops, r, m, current ? 1 : 0])
+    out.set(this.p, HEADER)
+    let o = HEADER + r * m
+    if (current) {
+      const { n, next } = current
+      for (let i = 0; i < r; i++) { out.set(next.subarray(i * n, i * n + c0), o); o += c0 }
+      for (let i = 0; i < doneRows; i++) { out.set(next.subarray(i * n + c0, i * n + c0 + w), o); o += w }
     }
     // A Buffer (a Uint8Array) because that is what the SQLite driver binds as a blob.
     return { step: this.index, state: Buffer.from(out.buffer, out.byteOffset, out.byteLength) }
@@ -257,22 +301,21 @@ export class ChainRun implements JobRun {
     this.index = index
     this.computeMs = computeMs
     this.flops = flops
-    this.acc = new Array(r)
-    for (let i = 0; i < r; i++) this.acc[i] = Array.from(data.subarray(HEADER + i * m, HEADER + (i + 1) * m))
-    this.accCols = m
+    this.r = r
+    this.m = m
+    this.p = shared(data.subarray(HEADER, HEADER + r * m))
     let o = HEADER + r * m
     if (inProgress === 1) {
       if (this.finished) bad('a product under way after the last one')
       this.begin()
-      const right = this.right as RightFactor
+      const { n, next } = this.current as ChainProductBuffers
       const c0 = panel * PANEL_WIDTH
-      const w = Math.min(PANEL_WIDTH, right.cols - c0)
+      const w = Math.min(PANEL_WIDTH, n - c0)
       const doneRows = Math.min(r, block * this.rowsPerBlock())
-      if (!Number.isInteger(panel) || !Number.isInteger(block) || panel < 0 || c0 >= right.cols || block < 0 || block >= this.blockCount() ||
+      if (!Number.isInteger(panel) || !Number.isInteger(block) || panel < 0 || c0 >= n || block < 0 || block >= this.blockCount() ||
         data.length !== o + r * c0 + doneRows * w) bad(`panel ${panel}, block ${block}, ${data.length} numbers`)
-      const next = this.next as number[][]
-      for (const row of next) { for (let j = 0; j < c0; j++) row[j] = data[o++] }
-      for (let i = 0; i < doneRows; i++) { for (let j = 0; j < w; j++) next[i][c0 + j] = data[o++] }
+      for (let i = 0; i < r; i++) { next.set(data.subarray(o, o + c0), i * n); o += c0 }
+      for (let i = 0; i < doneRows; i++) { next.set(data.subarray(o, o + w), i * n + c0); o += w }
       this.panel = panel
       this.block = block
     } else if (data.length !== o || panel !== 0 || block !== 0) {
@@ -280,20 +323,13 @@ export class ChainRun implements JobRun {
     }
   }
 
-  /** The product as one row-major array. */
-  private flat (): Float64Array {
-    const m = this.accCols
-    const out = new Float64Array(this.acc.length * m)
-    this.acc.forEach((row, i) => out.set(row, i * m))
-    return out
-  }
-
   result (out: ResultContext): ChainResult {
     if (!this.finished) throw new Error('the run is not finished')
-    const data = this.flat()
-    const rows = this.acc.length
-    const cols = this.accCols
-    const dense = new this.Dense({ data: this.acc, size: [rows, cols], datatype: 'number' })
+    const { r: rows, m: cols } = this
+    // A plain copy: the stored matrix need not keep a shared buffer alive.
+    const data = new Float64Array(this.p)
+    const Dense = (this.math as unknown as { DenseMatrix: DenseCtor }).DenseMatrix
+    const dense = new Dense({ data: Array.from({ length: rows }, (_, i) => Array.from(data.subarray(i * cols, (i + 1) * cols))), size: [rows, cols], datatype: 'number' })
     let frobenius = this.math.norm(dense, 'fro') as number
     if (!Number.isFinite(frobenius)) {
       // Squares beyond float64 although every entry is finite: the same norm, scaled by the largest entry.
@@ -310,15 +346,35 @@ export class ChainRun implements JobRun {
       sha256,
       frobenius,
       elapsedMs: Math.round(this.computeMs),
-      gflops: seconds > 0 ? this.flops / seconds / 1e9 : 0
+      gflops: seconds > 0 ? this.flops / seconds / 1e9 : 0,
+      threads: this.threadsUsed
     }
   }
 
-  close (): void {
-    this.acc = []
-    this.next = null
-    this.right = null
-    this.panelMatrix = null
+  /**
+   * Starts `count` compute threads (default: what `threads()` asks for now) and resolves once they can take work.
+   * Optional: advance() starts them too, and uses them from the first unit after they are up.
+   */
+  async startThreads (count = Math.floor(this.ctx.threads())): Promise<void> {
+    const wanted = Math.min(MAX_THREADS, Math.max(1, count || 1))
+    if (wanted < 2) return
+    this.pool ??= new ThreadPool()
+    if (this.pool.size < wanted - 1) this.pool.resize(wanted - 1)
+    const until = Date.now() + 120_000
+    while (this.pool.ready() < wanted - 1) {
+      if (Date.now() > until) throw new Error(`compute threads did not start within 120 s (${this.pool.ready()} of ${wanted - 1})`)
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+  }
+
+  async close (): Promise<void> {
+    this.p = new Float64Array(0)
+    this.current = null
+    this.setup = null
     this.cached = null
+    this.kernel.release()
+    const pool = this.pool
+    this.pool = null
+    await pool?.close()
   }
 }

@@ -1,6 +1,6 @@
 import type { Matrix } from 'mathjs'
 import { mathCore } from './math-core.js'
-import { MAX_THREADS, ProductPool, type SharedBuffers } from './threads/pool.js'
+import { MAX_THREADS, type SharedBuffers, ThreadPool } from './threads/pool.js'
 import { PANEL_WIDTH, type ProductBuffers, ProductKernel } from './threads/product.js'
 
 /** Parameters of the built-in job: n×n Gaussian matrices, `steps` products, PRNG seed. */
@@ -190,7 +190,7 @@ export class LyapunovRun {
   private mOf = -1
   // Within a step: squared norms of the groups of C' computed so far, in group order.
   private nextSq: number[] = []
-  private pool: ProductPool | null = null
+  private pool: ThreadPool | null = null
   private readonly threadsWanted: () => number
   /** Most threads one unit of this run has used. */
   threadsUsed = 1
@@ -255,7 +255,7 @@ export class LyapunovRun {
     const first = this.nextSq.length
     const wanted = Math.min(this.panelCount - first, Math.max(1, Math.min(MAX_THREADS, Math.floor(this.threadsWanted()) || 1)))
     if (wanted > 1) {
-      this.pool ??= new ProductPool(this.shared)
+      this.pool ??= new ThreadPool({ kind: 'init', ...this.shared })
       // Grow only: a thread left idle by a smaller share costs nothing and is ready when the share grows back.
       if (this.pool.size < wanted - 1) this.pool.resize(wanted - 1)
     }
@@ -268,7 +268,7 @@ export class LyapunovRun {
     }
     const pool = this.pool
     const others: Array<Promise<number>> = []
-    for (let g = 1; g < groups; g++) others.push(pool.group(g - 1, this.step + 1, this.src, (first + g) * PANEL_WIDTH, this.widthOf(first + g)))
+    for (let g = 1; g < groups; g++) others.push(pool.call(g - 1, { kind: 'group', k: this.step + 1, src: this.src, col0: (first + g) * PANEL_WIDTH, width: this.widthOf(first + g) }))
     let mine: number
     try {
       mine = this.kernel.group(this.step + 1, this.src, first * PANEL_WIDTH, this.widthOf(first))
@@ -310,7 +310,7 @@ export class LyapunovRun {
   async startThreads (count = Math.floor(this.threadsWanted())): Promise<void> {
     const wanted = Math.min(MAX_THREADS, Math.max(1, count || 1))
     if (wanted < 2) return
-    this.pool ??= new ProductPool(this.shared)
+    this.pool ??= new ThreadPool({ kind: 'init', ...this.shared })
     if (this.pool.size < wanted - 1) this.pool.resize(wanted - 1)
     const until = Date.now() + 120_000
     while (this.pool.ready() < wanted - 1) {

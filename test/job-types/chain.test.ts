@@ -1,8 +1,9 @@
 import t from 'tap'
-import { ChainRun } from '../../src/job-types/chain.js'
+import { ChainRun, type ChainSpec } from '../../src/job-types/chain.js'
 import matmul, { matmulChain } from '../../src/job-types/matmul.js'
 import matpow, { matpowChain } from '../../src/job-types/matpow.js'
 import type { Checkpoint, JobRun } from '../../src/jobs/contract.js'
+import { math } from '../../src/jobs/math.js'
 import { type Matrix64, matrixSha256 } from '../../src/matrices/matrix.js'
 import { matrixContext } from '../fixtures/jobctx.js'
 import { intMatrix } from '../fixtures/matrices.js'
@@ -68,6 +69,136 @@ t.test('matmul of integer matrices equals the exact product, across panels and r
     t.ok((result.gflops as number) >= 0 && Number.isInteger(result.elapsedMs), 'timing fields')
   }
   t.same(loads.slice(0, 3), ids, 'matrices are loaded one at a time, in chain order')
+})
+
+/** Entries of every sign and many magnitudes, none of them integers: rounding makes every sum's order show in its bits. */
+function realMatrix (rows: number, cols: number, seed: number): Matrix64 {
+  let s = seed >>> 0
+  const rand = (): number => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0
+    return s / 2 ** 32
+  }
+  const data = new Float64Array(rows * cols)
+  for (let k = 0; k < data.length; k++) data[k] = (rand() - 0.5) * 2 ** Math.floor(rand() * 12 - 6)
+  return { rows, cols, data }
+}
+
+/** The chain computed by one stock `math.multiply` per product, on whole 'number' DenseMatrix operands. */
+function stockChain (spec: ChainSpec, load: (id: number) => Matrix64): Float64Array {
+  const dense = (m: Matrix64) => math.matrix(Array.from({ length: m.rows }, (_, i) => Array.from(m.data.subarray(i * m.cols, (i + 1) * m.cols))), 'dense', 'number')
+  let p = dense(load(spec.first))
+  for (const product of spec.products) p = math.multiply(p, product.right === 'self' ? p : dense(load(product.right))) as typeof p
+  return Float64Array.from((p.valueOf() as number[][]).flat())
+}
+
+t.test('matmul and matpow give the bits of stock math.multiply, however the work is cut into units', async (t) => {
+  const { ctx, out, put, matrices } = matrixContext(t)
+  const a = realMatrix(70, 45, 11)
+  const b = realMatrix(45, 33, 12)
+  const c = realMatrix(33, 70, 13)
+  const sq = realMatrix(67, 67, 14)
+  const specs: Array<[string, ChainSpec]> = [
+    ['matmul', matmulChain({ matrices: [put(a), put(b), put(c)] })],
+    ['matpow', matpowChain({ matrix: put(sq), exponent: 11 })]
+  ]
+  for (const [name, spec] of specs) {
+    const expected = matrixSha256(stockChain(spec, (id) => matrices.load(id)))
+    // 1e8: one unit per panel; the others cut a panel's rows into units of 7, 3 and 1 rows (not whole mathjs blocks).
+    for (const unitFlops of [1e8, 2 * 70 * 32 * 7, 2 * 70 * 32 * 3, 1]) {
+      const run = new ChainRun(spec, undefined, ctx, unitFlops)
+      runToEnd(run)
+      t.equal(run.result(out()).sha256, expected, `${name}, unit ${unitFlops}: the stock product's bits`)
+    }
+  }
+})
+
+t.test('1, 2 and 3 compute threads, and a resume on another count, give the stock bits; the run reports its threads', async (t) => {
+  const { ctx, out, put, matrices } = matrixContext(t)
+  const a = realMatrix(130, 70, 21)
+  const b = realMatrix(70, 97, 22)
+  const c = realMatrix(97, 40, 23)
+  const sq = realMatrix(100, 100, 24)
+  const specs: Array<[string, ChainSpec]> = [
+    ['matmul', matmulChain({ matrices: [put(a), put(b), put(c)] })],
+    ['matpow', matpowChain({ matrix: put(sq), exponent: 6 })]
+  ]
+  const withThreads = (threads: () => number) => ({ ...ctx, threads })
+  async function finish (run: ChainRun): Promise<void> {
+    while (!run.finished) await run.advance()
+  }
+  for (const [name, spec] of specs) {
+    const expected = matrixSha256(stockChain(spec, (id) => matrices.load(id)))
+    // 2·70·32·40 flops a unit: a panel's 100 or 130 rows come in units of 40 rows, shared by the threads.
+    const unitFlops = 2 * 100 * 32 * 40
+    for (const threads of [1, 2, 3]) {
+      const run = new ChainRun(spec, undefined, withThreads(() => threads), unitFlops)
+      try {
+        await run.startThreads()
+        await finish(run)
+        const result = run.result(out())
+        t.equal(result.sha256, expected, `${name} on ${threads} threads: the stock bits`)
+        t.equal(result.threads, threads, `${name}: ${threads} threads reported as used`)
+      } finally {
+        await run.close()
+      }
+    }
+    let unit = 0
+    const varying = new ChainRun(spec, undefined, withThreads(() => [3, 1, 2][unit++ % 3]), unitFlops)
+    try {
+      await varying.startThreads(3)
+      await finish(varying)
+      t.equal(varying.result(out()).sha256, expected, `${name}: 3, 1, 2, … threads per unit, the same bits`)
+    } finally {
+      await varying.close()
+    }
+    for (const [before, after, units] of [[3, 1, 4], [1, 2, 7]]) {
+      const first = new ChainRun(spec, undefined, withThreads(() => before), unitFlops)
+      await first.startThreads()
+      for (let i = 0; i < units; i++) await first.advance()
+      const saved = first.checkpoint()
+      await first.close()
+      const resumed = new ChainRun(spec, { step: saved.step, state: Buffer.from(saved.state) }, withThreads(() => after), unitFlops)
+      try {
+        await resumed.startThreads()
+        await finish(resumed)
+        t.equal(resumed.result(out()).sha256, expected, `${name}: ${units} units on ${before} threads, resumed on ${after}: the same bits`)
+      } finally {
+        await resumed.close()
+      }
+    }
+  }
+})
+
+t.test('close() ends a chain run\'s compute threads, and overflow is reported at the same entry on any count', async (t) => {
+  const { ctx, put } = matrixContext(t)
+  const a = put(realMatrix(80, 80, 31))
+  const run = new ChainRun(matpowChain({ matrix: a, exponent: 4 }), undefined, { ...ctx, threads: () => 2 })
+  await run.startThreads()
+  await run.advance()
+  const pool = (run as unknown as { pool: { threads: Array<{ worker: import('node:worker_threads').Worker }> } }).pool
+  t.equal(pool.threads.length, 1, 'one pool thread besides the run\'s own')
+  const exited = new Promise<number>((resolve) => pool.threads[0].worker.once('exit', resolve))
+  await run.close()
+  t.equal(typeof await exited, 'number', 'the pool thread exited')
+
+  // Row 70, column 3 overflows: computed by the second thread's rows when there are two.
+  const big = realMatrix(80, 80, 32)
+  big.data[69 * 80 + 5] = 1e300
+  const b = put(big)
+  const c = put({ rows: 80, cols: 80, data: new Float64Array(80 * 80).map((_, k) => k % 81 === 0 ? 1 : 0).map((x, k) => k === 5 * 80 + 2 ? 1e300 : x) })
+  for (const threads of [1, 2, 3]) {
+    const mul = new ChainRun(matmulChain({ matrices: [b, c] }), undefined, { ...ctx, threads: () => threads })
+    try {
+      await mul.startThreads()
+      let error: unknown
+      try {
+        while (!mul.finished) await mul.advance()
+      } catch (err) { error = err }
+      t.match(String(error), /matmul product 1 of 1 .* overflowed: entry \(70, 3\) is Infinity/, `${threads} threads: the first overflowing entry is named`)
+    } finally {
+      await mul.close()
+    }
+  }
 })
 
 t.test('matpow of a cyclic permutation to large exponents is the permutation to k mod n', async (t) => {

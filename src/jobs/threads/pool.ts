@@ -1,7 +1,8 @@
 /**
  * The compute threads of one run: worker_threads that share the run's buffers (SharedArrayBuffer) and compute
- * groups of columns of a step on request. The run's own thread computes one group itself while they compute
- * theirs, so `threads` = pool size + 1.
+ * parts of a product on request (lyapunov: groups of columns of a step, src/jobs/threads/product.ts; matmul and
+ * matpow: rows of a panel, src/jobs/threads/chain-product.ts). The run's own thread computes one part itself while
+ * they compute theirs, so `threads` = pool size + 1.
  *
  * Threads are unref'd (they never keep the worker process alive) and die with it on any exit, SIGKILL included;
  * close() terminates them at once.
@@ -10,11 +11,19 @@ import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 
-export type ThreadRequest =
+/** Messages that set a thread's buffers: answered by nothing. */
+export type ThreadSetup =
   | { kind: 'init', n: number, m: SharedArrayBuffer, c0: SharedArrayBuffer, c1: SharedArrayBuffer }
-  | { kind: 'group', id: number, k: number, src: 0 | 1, col0: number, width: number }
+  | { kind: 'chain-product', index: number, r: number, m: number, n: number, p: SharedArrayBuffer, right: SharedArrayBuffer, next: SharedArrayBuffer }
 
-export type ThreadReply = { ready: true } | { id: number, norm: number } | { id: number, error: string }
+/** Work: answered by one number (lyapunov: the group's norm; chain: the first non-finite entry, or -1). */
+export type ThreadWork =
+  | { kind: 'group', k: number, src: 0 | 1, col0: number, width: number }
+  | { kind: 'chain-rows', index: number, panel: number, i0: number, i1: number }
+
+export type ThreadRequest = ThreadSetup | (ThreadWork & { id: number })
+
+export type ThreadReply = { ready: true } | { id: number, value: number } | { id: number, error: string }
 
 /**
  * Where the thread entry is: next to this module (dist/, .js), or its source when run from src/ under a TypeScript
@@ -37,7 +46,7 @@ export interface SharedBuffers {
 }
 
 interface Pending {
-  resolve: (norm: number) => void
+  resolve: (value: number) => void
   reject: (err: Error) => void
 }
 
@@ -49,7 +58,7 @@ class ComputeThread {
   /** Set once the thread has loaded mathjs and its views on the buffers: until then it is not given work. */
   ready = false
 
-  constructor (shared: SharedBuffers) {
+  constructor (init?: ThreadSetup) {
     this.worker = new Worker(entryUrl(), { stdout: false, stderr: false })
     this.worker.unref()
     const fail = (err: Error): void => {
@@ -68,27 +77,34 @@ class ComputeThread {
       if (!p) return
       this.pending.delete(reply.id)
       if ('error' in reply) p.reject(new Error(`compute thread: ${reply.error}`))
-      else p.resolve(reply.norm)
+      else p.resolve(reply.value)
     })
-    const init: ThreadRequest = { kind: 'init', ...shared }
-    this.worker.postMessage(init)
+    if (init) this.worker.postMessage(init)
   }
 
-  group (k: number, src: 0 | 1, col0: number, width: number): Promise<number> {
+  /** Sets buffers; messages are handled in order, so work sent after it sees them. */
+  setup (msg: ThreadSetup): void {
+    this.worker.postMessage(msg)
+  }
+
+  call (work: ThreadWork): Promise<number> {
     if (this.failed) return Promise.reject(this.failed)
     const id = this.nextId++
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject })
-      const req: ThreadRequest = { kind: 'group', id, k, src, col0, width }
+      const req: ThreadRequest = { ...work, id }
       this.worker.postMessage(req)
     })
   }
 }
 
-export class ProductPool {
+export class ThreadPool {
   private readonly threads: ComputeThread[] = []
+  /** What each thread was last set up with (chain runs send a product's buffers to a thread once). */
+  private readonly setups: Array<ThreadSetup | undefined> = []
 
-  constructor (private readonly shared: SharedBuffers) {}
+  /** `init`: buffers every thread is given when it starts (lyapunov's, fixed for the run). */
+  constructor (private readonly init?: ThreadSetup) {}
 
   /** Threads in the pool (not counting the caller's). */
   get size (): number {
@@ -97,8 +113,14 @@ export class ProductPool {
 
   /** Grows or shrinks the pool to `count` threads; extra threads are terminated. */
   resize (count: number): void {
-    while (this.threads.length < count) this.threads.push(new ComputeThread(this.shared))
-    while (this.threads.length > count) this.threads.pop()?.worker.terminate().catch(() => {})
+    while (this.threads.length < count) {
+      this.threads.push(new ComputeThread(this.init))
+      this.setups.push(undefined)
+    }
+    while (this.threads.length > count) {
+      this.setups.pop()
+      this.threads.pop()?.worker.terminate().catch(() => {})
+    }
   }
 
   /** Pool threads that have started and can take a group now (a thread still starting does not hold up a unit). */
@@ -108,14 +130,19 @@ export class ProductPool {
     return count
   }
 
-  /** Group computed by pool thread `index` (< ready()). */
-  group (index: number, k: number, src: 0 | 1, col0: number, width: number): Promise<number> {
-    return this.threads[index].group(k, src, col0, width)
+  /** Work done by pool thread `index` (< ready()), after `setup` if it was not the thread's last one. */
+  call (index: number, work: ThreadWork, setup?: ThreadSetup): Promise<number> {
+    if (setup && this.setups[index] !== setup) {
+      this.threads[index].setup(setup)
+      this.setups[index] = setup
+    }
+    return this.threads[index].call(work)
   }
 
   /** Terminates every thread; resolves once they are gone. */
   async close (): Promise<void> {
     const all = this.threads.splice(0)
+    this.setups.splice(0)
     await Promise.all(all.map((t) => t.worker.terminate()))
   }
 }
