@@ -127,14 +127,23 @@ if (isMain(import.meta.url)) {
   } else {
     const n = arg('n', 1000)
     const io = arg('io', 2000)
-    const job = inChild('matmul', n)
-    console.log(`matmul ${n}: ${round(job.cpu, 3)} GF/s by CPU`)
-    const stock = inChild('stock', n)
+    // Three of each, interleaved, each in a fresh process: on a shared host one run of stock's strided loop can be
+    // twice as fast as the next, so the ratio is taken between the medians.
+    const jobs = []
+    const stocks = []
+    for (let i = 0; i < 3; i++) {
+      jobs.push(inChild('matmul', n))
+      stocks.push(inChild('stock', n))
+      console.log(`matmul ${n}: ${round(jobs[i].cpu, 3)} GF/s by CPU, stock ${round(stocks[i].cpu, 3)}`)
+    }
+    const middle = (runs) => [...runs].sort((a, b) => a.cpu - b.cpu)[1]
+    const job = middle(jobs)
+    const stock = middle(stocks)
     const transfers = inChild('io', io)
     const ratio = round(job.cpu / stock.cpu, 2)
     const rows = [
-      { metric: `matmul job product GF/s, two ${n}×${n} (row blocks × columns), by CPU time`, target: '—', measured: `${round(job.cpu, 3)} (wall ${round(job.wall, 3)})`, pass: null },
-      { metric: `matmul job product ÷ one stock math.multiply, dense number, n=${n}`, target: '≥ 2.5×', measured: `${ratio}× (stock ${round(stock.cpu, 3)} GF/s)`, pass: ratio >= 2.5 }
+      { metric: `matmul job product GF/s, two ${n}×${n} (row blocks × columns), by CPU time, median of 3`, target: '—', measured: `${round(job.cpu, 3)} (wall ${round(job.wall, 3)}; runs ${jobs.map((r) => round(r.cpu, 2)).join(', ')})`, pass: null },
+      { metric: `matmul job product ÷ one stock math.multiply, dense number, n=${n}, medians`, target: '≥ 2.5×', measured: `${ratio}× (stock ${round(stock.cpu, 3)} GF/s; runs ${stocks.map((r) => round(r.cpu, 2)).join(', ')})`, pass: ratio >= 2.5 }
     ]
     for (const [format, f] of Object.entries(transfers)) {
       rows.push({ metric: `${io}×${io} ${format} (${f.fileMb} MB file): upload / download MB/s of float64 data`, target: 'report', measured: `${f.uploadMBs} / ${f.downloadMBs}`, pass: null })
@@ -143,7 +152,7 @@ if (isMain(import.meta.url)) {
       rows,
       notes: [
         'Transfers go through the HTTP routes with app.inject (no socket), wall clock, one process; MB/s counts the 8 bytes per number of the matrix, not the file.',
-        'The matmul product is one ChainRun of the job type, warmed up on a 40×40 product first; stock is one math.multiply of the same two matrices as DenseMatrix \'number\', in a fresh process.'
+        'The matmul product is one ChainRun of the job type, warmed up on a 40×40 product first; stock is one math.multiply of the same two matrices as DenseMatrix \'number\'; three of each, interleaved, each in a fresh process, medians compared.'
       ]
     })
   }

@@ -102,7 +102,7 @@ p99 of the reads meanwhile.`
 of the left factor times each column of the right one, \`math.multiply(block, column)\` on DenseMatrix 'number', the
 layout of lyapunov's product; until 2026-12-05 it was \`math.multiply(block, panel)\` with 32-column panels, 0.90 GF/s
 against 1.75 in the same conditions),
-against one stock \`math.multiply\` of the same two matrices, each in a fresh process, GF/s = 2n³ / CPU time. Then a
+against one stock \`math.multiply\` of the same two matrices, three of each, interleaved, each in a fresh process, medians compared, GF/s = 2n³ / CPU time. Then a
 2000×2000 matrix uploaded and downloaded in every format through the HTTP routes (app.inject).`
   },
   {

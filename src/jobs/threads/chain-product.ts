@@ -37,6 +37,8 @@ export class ChainKernel {
   private buffers: ChainProductBuffers | null = null
   /** P's rows as plain arrays, copied the first time a unit needs them (a thread only copies the rows it computes). */
   private rows: Array<number[] | undefined> = []
+  /** The mathjs blocks over those rows, by first row (a unit's rows always start blocks at the same offsets). */
+  private blocks = new Map<number, Matrix>()
   private readonly columns: Array<{ data: number[], vector: Matrix }> = []
   /** Which panel of which product `columns` holds. */
   private columnsOf = ''
@@ -46,6 +48,7 @@ export class ChainKernel {
     if (this.buffers?.index === b.index && this.buffers.p === b.p) return
     this.buffers = b
     this.rows = new Array(b.r)
+    this.blocks = new Map()
     this.columnsOf = ''
     if (this.columns[0]?.data.length !== b.m) {
       this.columns.length = 0
@@ -70,34 +73,50 @@ export class ChainKernel {
     const w = Math.min(CHAIN_PANEL, n - j0)
     const key = `${b.index}:${panel}`
     if (this.columnsOf !== key) {
-      for (let j = 0; j < w; j++) {
-        const v = this.columns[j].data
-        for (let i = 0; i < m; i++) v[i] = right[i * n + j0 + j]
+      // Row by row: R is row-major, so each row's w entries are read in one or two cache lines.
+      const columns = this.columns
+      for (let i = 0; i < m; i++) {
+        const at = i * n + j0
+        for (let j = 0; j < w; j++) columns[j].data[i] = right[at + j]
       }
       this.columnsOf = key
     }
-    for (let i = i0; i < i1; i++) this.rows[i] ??= Array.from(p.subarray(i * m, (i + 1) * m))
+    for (let i = i0; i < i1; i++) {
+      if (this.rows[i] !== undefined) continue
+      // Pushed doubles: a packed array of doubles, the elements kind mathjs's loop reads fastest.
+      const row: number[] = []
+      const at = i * m
+      for (let k = 0; k < m; k++) row.push(p[at + k])
+      this.rows[i] = row
+    }
+    let bad = -1
     for (let r0 = i0; r0 < i1; r0 += CHAIN_ROW_BLOCK) {
       const h = Math.min(CHAIN_ROW_BLOCK, i1 - r0)
-      // The block adopts the row arrays: no copy.
-      const block = new BlockMatrix({ data: this.rows.slice(r0, r0 + h) as number[][], size: [h, m], datatype: 'number' })
+      // The block adopts the row arrays: no copy. Built once per product and first row (mathjs validates its shape).
+      let block = this.blocks.get(r0)
+      if (block === undefined || block.size()[0] !== h) {
+        block = new BlockMatrix({ data: this.rows.slice(r0, r0 + h) as number[][], size: [h, m], datatype: 'number' })
+        this.blocks.set(r0, block)
+      }
       for (let j = 0; j < w; j++) {
         const part = (math.multiply(block, this.columns[j].vector) as Matrix).valueOf() as number[]
-        for (let t = 0; t < h; t++) next[(r0 + t) * n + j0 + j] = part[t]
+        for (let t = 0; t < h; t++) {
+          const x = part[t]
+          const at = (r0 + t) * n + j0 + j
+          next[at] = x
+          // The smallest row-major index is the first non-finite entry in rows-then-columns order.
+          if (!Number.isFinite(x) && (bad < 0 || at < bad)) bad = at
+        }
       }
     }
-    for (let i = i0; i < i1; i++) {
-      for (let j = j0; j < j0 + w; j++) {
-        if (!Number.isFinite(next[i * n + j])) return i * n + j
-      }
-    }
-    return -1
+    return bad
   }
 
   /** Lets the copies of P go (the run ends or moves to its next product). */
   release (): void {
     this.buffers = null
     this.rows = []
+    this.blocks = new Map()
     this.columnsOf = ''
   }
 }
