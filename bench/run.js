@@ -281,8 +281,15 @@ For the first time the shared machine was idle (load average 0.5–0.8 during th
 earlier re-runs could not show were measured: \`node bench/run.js compute\` on Node 20.20.2 and Node 24.22.3, then
 one-off CPU measurements of whole tiny-job workers (CPU from \`process.resourceUsage()\` at exit, 7–15 runs per
 variant, variants interleaved; the host shows a second, slower mode of +30–70 ms in some runs, so medians are given).
-The other benches (boot, throughput, server…) were not re-run in this session: their tables below are still those of
-the loaded re-run.
+Later the same day every bench was re-run on the idle machine, on Node 20 (09:13–09:30) and on Node 24 (17:05–17:15,
+load 0.8–2 from the benches themselves): the per-version tables above are those runs; the matrices bench was re-run
+on both after the chain product moved to lyapunov's layout. Node 24 on that quiet run: whole job ÷ product 1.07,
+÷ stock 3.9×, 2 threads 1.76× (6.84× stock) — all met; worker start 191 ms (empty Node 82 ms), drain 7.5 jobs/s
+(CPU ceiling 7.8), both still short. The server's peak RSS under autocannon is 137–144 MB on Node 24 against
+95–98 MB on Node 20 (target ≤ 120): the V8 heap is the same size (~37 MB) on both; Node 24's binary maps 9 MB more
+and its native, non-heap memory grows ~35 MB more under load. Measured by flag, two runs each: \`--no-maglev\`
+122–127 MB, \`--no-concurrent-recompilation\` 122–124, both 118–123; glibc arena and trim settings change nothing.
+The optimizing compilers' memory is most of it; no flag was adopted (not measured for latency yet).
 
 | figure (n = 1000) | target | Node 20 | Node 24 |
 |---|---|---|---|
