@@ -89,8 +89,15 @@ t.test('matpow and matmul of a permutation: the closed form, and the same sha256
     const submit = async () => (await api(server.url, '/api/jobs', { body: { type, params } })).body
     const whole = await submit()
     const killed = await submit()
-    await waitFor(() => db.prepare('SELECT step FROM checkpoints WHERE job_id = ?').pluck().get(killed.id), 120_000, `a checkpoint of ${type}`)
+    // A checkpoint, or the job's end: a job that ends (or fails) before its first checkpoint is reported as such,
+    // with its log, rather than as a two-minute wait for a row that cannot come.
+    await waitFor(async () => db.prepare('SELECT step FROM checkpoints WHERE job_id = ?').pluck().get(killed.id) !== undefined ||
+      !['pending', 'running'].includes((await api(server.url, `/api/jobs/${killed.id}`)).body.status), 120_000, `a checkpoint of ${type}`, 100)
     const running = (await api(server.url, `/api/jobs/${killed.id}`)).body
+    if (running.status !== 'running') {
+      t.fail(`${type}: ended before its first checkpoint`, { job: running, log: server.logs().filter((l) => l.jobId === killed.id) })
+      return running
+    }
     t.equal(running.status, 'running', `${type}: still computing when killed`)
     process.kill(running.pid, 'SIGKILL')
     const [a, b] = [await ended(server.url, whole.id), await ended(server.url, killed.id)]
