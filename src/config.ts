@@ -18,6 +18,8 @@ export interface Config {
   readonly nodeId: string
   /** Connections of the server's PostgreSQL pool (each worker has its own single connection). */
   readonly pgPoolMax: number
+  /** At start, how long a server waits for PostgreSQL to accept connections before it exits 1 (0: not at all). */
+  readonly dbWaitSeconds: number
   /** Most workers computing at once (forked by this server or adopted from a previous one). */
   readonly maxConcurrency: number
   /** Most jobs waiting in `pending`; submissions beyond it get 429. */
@@ -132,6 +134,7 @@ export function loadConfig (env: Env = process.env, envFile: string | null = '.e
     databaseUrl,
     nodeId,
     pgPoolMax: int(merged, 'PG_POOL_MAX', 10, 2, 1000),
+    dbWaitSeconds: int(merged, 'DB_WAIT_SECONDS', 60, 0, 86_400),
     maxConcurrency: int(merged, 'MAX_CONCURRENCY', availableParallelism(), 1, 256),
     maxPending: int(merged, 'MAX_PENDING', 10_000, 1, 10_000_000),
     maxAttempts: int(merged, 'MAX_ATTEMPTS', 3, 1, 100),

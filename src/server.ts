@@ -10,7 +10,7 @@ import { loadJobTypes } from './job-types/catalog.js'
 import { createScheduler } from './jobs/scheduler.js'
 import { createLogger } from './log.js'
 import { acquireServerLock, LOCK_HEARTBEAT_MS, type ServerLock, ServerLockHeldError } from './server-lock.js'
-import { openStores, type Stores } from './store/open.js'
+import { openStoresWaiting, type Stores } from './store/open.js'
 import { hostname } from 'node:os'
 import { NODE_BEAT_MS } from './jobs/node-membership.js'
 import { bootId, processExists } from './process-identity.js'
@@ -27,11 +27,14 @@ try {
 const log = createLogger(config)
 let stores: Stores
 try {
-  stores = await openStores(config, {
+  stores = await openStoresWaiting(config, {
     role: 'server',
     leaseMs: config.leaseMs,
     // An idle pooled connection broken by a PostgreSQL restart: the pool replaces it; the next query says more.
     onError: (err) => log.warn({ err }, 'a PostgreSQL connection was lost; it will be replaced')
+  }, (err, attempt, pauseMs) => {
+    log.warn({ err: { code: (err as { code?: unknown }).code, message: err.message }, attempt, retryInMs: pauseMs, waitSeconds: config.dbWaitSeconds },
+      'PostgreSQL is not accepting connections yet; trying again')
   })
 } catch (err) {
   log.fatal({ err }, 'cannot open the database')

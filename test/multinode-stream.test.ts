@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import type { Test } from 'tap'
 import t from 'tap'
-import { api, pidRunning, waitFor } from './fixtures/helpers.js'
+import { api, pidRunning, startServer, waitFor } from './fixtures/helpers.js'
 import { allDone, FAST, history, job, reference, shared as sharedDb } from './fixtures/nodes.js'
 import { type PgCluster, startPostgres } from './fixtures/postgres.js'
 import { openStream } from './fixtures/sse.js'
@@ -118,4 +118,35 @@ t.test('a second server under a NODE_ID that is running refuses to start, changi
   const { nodes } = (await api(a.url, '/api/nodes')).body
   t.same(nodes.map((n: { nodeId: string, pid: number }) => [n.nodeId, n.pid]), [['a', a.proc.pid]], 'the running node keeps its row')
   t.equal(await a.stop(), 0)
+})
+
+t.test('a node started while PostgreSQL is down waits for it (DB_WAIT_SECONDS), then serves; what waiting cannot fix exits at once', async (t) => {
+  const { url, db } = await shared(t)
+  await db.end()
+  // restart() stops the cluster before it returns: the node below starts with nothing listening on the port.
+  const back = cluster.restart(3000)
+  const waited = await startServer(t, { ...FAST, DATABASE_URL: url, NODE_ID: 'late', DB_WAIT_SECONDS: '60' })
+  await back
+  const retries = waited.logs().filter((l) => l.msg === 'PostgreSQL is not accepting connections yet; trying again')
+  t.ok(retries.length >= 2, `it said so while waiting (${retries.length} warnings)`)
+  t.match(retries[0], { level: 40, err: { code: 'ECONNREFUSED' }, attempt: 1, waitSeconds: 60 }, 'each warning says why, which try and how long it waits')
+  const { body: created } = await api(waited.url, '/api/jobs', { body: { n: 4, steps: 20, seed: 3 } })
+  const done = await waitFor(async () => { const j = (await api(waited.url, `/api/jobs/${created.id}`)).body; return j.status === 'done' && j }, 30_000, 'a job done')
+  t.ok(Object.is(done.result.lyapunov, reference({ n: 4, steps: 20, seed: 3 }).lyapunov), 'then runs jobs as usual')
+  t.equal(await waited.stop(), 0, 'and stops cleanly')
+
+  // A database that does not exist: waiting cannot create it. Exit 1 at once, naming it.
+  const missing = url.replace(/\/[^/]+$/, '/no_such_database')
+  const started = Date.now()
+  await t.rejects(startServer(t, { ...FAST, DATABASE_URL: missing, NODE_ID: 'missing', DB_WAIT_SECONDS: '60' }),
+    /server exited with 1: .*no_such_database/, 'a missing database: exit 1 with its name')
+  t.ok(Date.now() - started < 20_000, `without waiting the 60 s (${Date.now() - started} ms)`)
+
+  // DB_WAIT_SECONDS=0: PostgreSQL down means exit 1, as before.
+  const down = cluster.restart(2000)
+  const t0 = Date.now()
+  await t.rejects(startServer(t, { ...FAST, DATABASE_URL: url, NODE_ID: 'impatient', DB_WAIT_SECONDS: '0' }),
+    /server exited with 1: .*cannot open the database/, 'DB_WAIT_SECONDS=0: exit 1 at the first refusal')
+  t.ok(Date.now() - t0 < 15_000, `at once (${Date.now() - t0} ms)`)
+  await down
 })

@@ -79,3 +79,51 @@ export async function openStores (config: Pick<Config, 'databaseUrl' | 'dbPath' 
     throw err
   }
 }
+
+/** Connection failures that say PostgreSQL is not there yet (not up, starting, restarting, its name not yet in DNS),
+ *  as opposed to ones that waiting cannot fix (a wrong password, a missing database, another schema). */
+const NOT_UP_YET = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE',
+  '57P03', // cannot_connect_now: the database system is starting up or shutting down
+  '53300' // too_many_connections: another process may give one back
+])
+
+/** Whether waiting for PostgreSQL may cure this error of a first connection. */
+export function notUpYet (err: unknown): boolean {
+  const e = err as { code?: unknown, errors?: Array<{ code?: unknown }>, message?: unknown }
+  const codes = [e?.code, ...(Array.isArray(e?.errors) ? e.errors.map((x) => x?.code) : [])]
+  if (codes.some((c) => typeof c === 'string' && NOT_UP_YET.has(c))) return true
+  // pg's own words when the server closes a connection it has just accepted (it is shutting down or restarting).
+  return typeof e?.message === 'string' && /^Connection terminated/.test(e.message)
+}
+
+/** First pause between two tries to reach PostgreSQL at start, doubled each time up to the cap. */
+const WAIT_FIRST_MS = 250
+const WAIT_CAP_MS = 5000
+
+/**
+ * openStores, waiting for PostgreSQL when it is not up yet: a node started with (or before) its database, by a
+ * service manager or a compose file, tries again with a growing pause for up to `waitSeconds`, saying so each time,
+ * instead of exiting at the first refused connection. Errors that waiting cannot fix are thrown at once, and so is
+ * the last one when the time is up. SQLite is a file: it is opened once.
+ */
+export async function openStoresWaiting (
+  config: Pick<Config, 'databaseUrl' | 'dbPath' | 'pgPoolMax' | 'dbWaitSeconds'>,
+  options: OpenOptions,
+  onRetry: (err: Error, attempt: number, pauseMs: number) => void,
+  sleep: (ms: number) => Promise<void> = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+): Promise<Stores> {
+  const until = Date.now() + config.dbWaitSeconds * 1000
+  let pause = WAIT_FIRST_MS
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await openStores(config, options)
+    } catch (err) {
+      const left = until - Date.now()
+      if (config.databaseUrl === undefined || !notUpYet(err) || left <= 0) throw err
+      const wait = Math.min(pause, left)
+      onRetry(err as Error, attempt, wait)
+      await sleep(wait)
+      pause = Math.min(WAIT_CAP_MS, pause * 2)
+    }
+  }
+}
