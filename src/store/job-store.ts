@@ -140,10 +140,12 @@ export interface AsyncJobStore {
   saveCheckpoint (attempt: Attempt, checkpoint: Checkpoint, progress: number): Promise<Fenced<StopRequest | null>>
   /** Done: result stored, checkpoint deleted, in one transaction. */
   complete (attempt: Attempt, result: object): Promise<Fenced<void>>
-  /** Done, with a result built inside the transaction that ends the job, once the attempt is known to hold it (a
-   *  job type's result()): the matrices it stores through `out` commit with the job's end or not at all, and a
-   *  build that throws rejects having stored nothing. `{ ok: false }`, without calling `build`, when the attempt
-   *  no longer holds the job. At most MAX_RESULT_MATRICES matrices per result. */
+  /** Done, with a result built once the attempt is known to hold the job (a job type's result()): the matrices it
+   *  stores through `out` commit with the job's end or not at all, and a build that throws rejects having stored
+   *  nothing. `{ ok: false }`, without calling `build`, when the attempt no longer holds the job. At most
+   *  MAX_RESULT_MATRICES matrices per result. SQLite builds inside the ending transaction (nothing else can write
+   *  meanwhile); PostgreSQL builds just before it, since a session idle in a transaction is ended after half a
+   *  lease, and re-checks the fence under the row lock. */
   completeWith (attempt: Attempt, build: (out: ResultContext) => object): Promise<Fenced<object>>
   /** Failed with `error` (no retry), checkpoint deleted. */
   fail (attempt: Attempt, error: string): Promise<Fenced<void>>

@@ -588,12 +588,16 @@ export function createPostgresJobStore (pool: pg.Pool, { ownsPool = false } = {}
       return fenced(ended, undefined)
     }),
 
-    completeWith: (attempt, build) => tx(async (c): Promise<Fenced<object>> => {
-      const { rows: held } = await c.query(`SELECT 1 FROM jobs WHERE ${fenceWhere} FOR UPDATE`, fence(attempt))
+    // result() runs outside any transaction: it is the job's own code and may take long, and a session left idle
+    // inside a transaction for half a lease is ended by PostgreSQL (idle_in_transaction_session_timeout), so a slow
+    // result() inside the ending transaction would fail every try alike and the job would never end. The ids it
+    // hands out are taken from the identity's sequence first (nextval is not transactional: ids not used are
+    // skipped for good, as ids of deleted matrices are); the transaction then re-checks the fence under a row lock,
+    // inserts the matrices and ends the job, all or nothing.
+    completeWith: async (attempt, build): Promise<Fenced<object>> => {
+      const { rows: held } = await pool.query(`SELECT 1 FROM jobs WHERE ${fenceWhere}`, fence(attempt))
       if (held.length === 0) return { ok: false }
-      // result() is synchronous and hands out matrix ids as it stores: they are taken from the identity's sequence
-      // first (ids not used are skipped for good, as ids of deleted matrices are), the rows inserted after it.
-      const { rows: ids } = await c.query<{ id: string }>(
+      const { rows: ids } = await pool.query<{ id: string }>(
         "SELECT nextval(pg_get_serial_sequence('matrices', 'id')) AS id FROM generate_series(1, $1)", [MAX_RESULT_MATRICES])
       const outputs: Array<{ id: number, m: NewMatrix }> = []
       const value = build({
@@ -604,12 +608,16 @@ export function createPostgresJobStore (pool: pg.Pool, { ownsPool = false } = {}
           return id
         }
       })
-      for (const { id, m } of outputs) await insertMatrix(c, m, attempt.id, id)
-      const ended = await endJob(c, attempt, DONE, [JSON.stringify(value)])
-      if (!ended) throw new Error(`job ${attempt.id} changed while locked`)
-      await recordDone(c, attempt.id, value)
-      return { ok: true, value }
-    }),
+      return tx(async (c): Promise<Fenced<object>> => {
+        const { rows: still } = await c.query(`SELECT 1 FROM jobs WHERE ${fenceWhere} FOR UPDATE`, fence(attempt))
+        if (still.length === 0) return { ok: false }
+        for (const { id, m } of outputs) await insertMatrix(c, m, attempt.id, id)
+        const ended = await endJob(c, attempt, DONE, [JSON.stringify(value)])
+        if (!ended) throw new Error(`job ${attempt.id} changed while locked`)
+        await recordDone(c, attempt.id, value)
+        return { ok: true, value }
+      })
+    },
 
     fail: (attempt, error) => tx(async (c) => {
       const ended = await endJob(c, attempt, "status = 'failed', error = $4", [error])

@@ -340,3 +340,27 @@ t.test('a worker racing its takeover: the job and its history agree, and a fence
     "SELECT count(*) AS n FROM jobs WHERE stop_request IS NOT NULL OR id IN (SELECT job_id FROM job_events WHERE kind = 'stop-requested')")
   t.equal(Number(stops[0].n), Number(asked[0].n), 'one stop-requested event per job that was asked, whichever pool won')
 })
+
+t.test('a result() slower than the idle-in-transaction timeout still ends its job, its matrices with it', { timeout: 60_000 }, async (t) => {
+  const url = await cluster.createDatabase()
+  // The worker's pool: PostgreSQL ends a session idle inside a transaction for 300 ms (half a 600 ms lease).
+  const p = openPostgres(url, { max: 2, idleInTransactionMs: 300 })
+  t.teardown(() => p.end())
+  await migratePostgres(p)
+  const store = createPostgresJobStore(p)
+  const { row } = await store.submit(job({ type: 'matpow', params: { matrix: 1, exponent: 2 } }), 100)
+  const claim = (await store.claimNext('w'))!
+  t.ok((await store.begin(claim, { step: 0, progress: 0, pid: 1 })).ok, 'begun')
+  const slow = (ms: number): void => { const until = Date.now() + ms; while (Date.now() < until); }
+  const done = await store.completeWith(claim, (out) => {
+    slow(900) // three times the timeout: the job's own code, which no transaction may wait for
+    return { matrix: out.storeMatrix({ name: 'slow', rows: 1, cols: 2, data: new Float64Array([1.5, -2]) }) }
+  })
+  t.ok(done.ok, 'completed')
+  const stored = (await store.get(row.id))!
+  t.equal(stored.status, 'done', 'the job is done')
+  const id = (done.ok ? done.value : {}) as { matrix: number }
+  t.same(JSON.parse(stored.result!), id, 'with the result built')
+  const m = await createPostgresMatrixStore(p).load(id.matrix)
+  t.same([m.name, Array.from(m.data)], ['slow', [1.5, -2]], 'and its matrix stored under the id it was given')
+})
