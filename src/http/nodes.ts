@@ -19,6 +19,7 @@ const NodeSchema = Type.Object({
   heartbeatAt: Type.String({ format: 'date-time' }),
   heartbeatAgeMs: Type.Integer({ minimum: 0, description: 'since its last heartbeat, by the database\'s clock' }),
   running: Type.Integer({ minimum: 0, description: 'jobs its workers are computing' }),
+  leaseMs: Type.Union([Type.Integer(), Type.Null()], { description: 'its LEASE_MS: other nodes take its jobs over only after a silence this long (null: a server too old to say)' }),
   self: Type.Boolean({ description: 'whether this is the server answering' })
 }, { description: 'a server sharing the database' })
 
@@ -34,6 +35,7 @@ export function toNode (row: NodeRow, self?: string) {
     heartbeatAt: new Date(row.heartbeat_at).toISOString(),
     heartbeatAgeMs: Math.max(0, Math.round(row.silent_ms)),
     running: row.running,
+    leaseMs: row.lease_ms ?? null,
     self: row.node_id === self
   }
 }

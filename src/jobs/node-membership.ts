@@ -29,11 +29,13 @@ export interface NodeMembershipOptions {
   boot?: string
   pid?: number
   host?: string
+  /** This node's LEASE_MS, recorded with it: other nodes wait that long for its silent workers. */
+  leaseMs?: number
 }
 
 export type NodeMembership = ReturnType<typeof createNodeMembership>
 
-export function createNodeMembership ({ store, nodeId, log, beatMs = NODE_BEAT_MS, boot = bootId() ?? UNKNOWN_BOOT, pid = process.pid, host = hostname() }: NodeMembershipOptions) {
+export function createNodeMembership ({ store, nodeId, log, beatMs = NODE_BEAT_MS, boot = bootId() ?? UNKNOWN_BOOT, pid = process.pid, host = hostname(), leaseMs }: NodeMembershipOptions) {
   let timer: NodeJS.Timeout | null = null
   let registered = false
   let beating = false
@@ -50,7 +52,7 @@ export function createNodeMembership ({ store, nodeId, log, beatMs = NODE_BEAT_M
 
   async function register (): Promise<boolean> {
     try {
-      await store.registerNode({ node_id: nodeId, boot_id: boot, pid, host })
+      await store.registerNode({ node_id: nodeId, boot_id: boot, pid, host, lease_ms: leaseMs })
       if (!registered) log.info({ nodeId, boot, pid, host }, 'node registered')
       registered = true
       lastLogged = { what: '', at: 0 }

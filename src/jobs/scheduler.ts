@@ -172,7 +172,7 @@ export function createScheduler ({ store, config, log, nodeId = config.nodeId, w
     if (!chosen.bundled && WORKER_ENTRY.endsWith('.js')) log.warn({ why: chosen.why }, 'forking the plain worker module, not the bundle: each worker starts with more CPU')
   }
   const sweepEvery = sweepIntervalMs ?? Math.min(1000, Math.max(TICK_MS, Math.round(config.leaseMs / 4)))
-  const membership = createNodeMembership({ store, nodeId, log, boot: givenBoot })
+  const membership = createNodeMembership({ store, nodeId, log, boot: givenBoot, leaseMs: config.leaseMs })
   const children = new Map<string, Child>()
   const stats: SchedulerStats = { forks: 0, lost: 0, requeued: 0, killed: 0, sweeps: 0, tickFailures: 0 }
   /** Booted workers waiting for a job: one while the queue is empty, one per slot while jobs wait. */
@@ -446,12 +446,15 @@ export function createScheduler ({ store, config, log, nodeId = config.nodeId, w
    * carried out, anything else requeued with markLost(…, ifSilentForMs), which keeps the job with a worker that beat
    * meanwhile. A node that is itself alive (its row beats) watches a silent but runnable worker for up to
    * UNRESPONSIVE_LEASES leases before it gives up on it; other nodes wait as long for its jobs, so that they never
-   * take over a job its node still keeps. No pid of these rows is ever read or signalled.
+   * take over a job its node still keeps. The lease is the job's node's own (recorded in the nodes table), not this
+   * node's: its worker fences itself on that one, so nodes configured with different leases never take a job from a
+   * worker still inside its own. No pid of these rows is ever read or signalled.
    */
-  async function sweepJob ({ row, silentMs, runMs }: RunningJob, liveNodes: ReadonlySet<string>): Promise<void> {
+  async function sweepJob ({ row, silentMs, runMs }: RunningJob, liveNodes: ReadonlySet<string>, leases: ReadonlyMap<string, number>): Promise<void> {
     const silent = silentMs ?? Infinity
     const nodeAlive = row.node !== null && row.node !== nodeId && liveNodes.has(row.node)
-    const patience = nodeAlive ? UNRESPONSIVE_LEASES * config.leaseMs : config.leaseMs
+    const lease = (row.node !== null && leases.get(row.node)) || config.leaseMs
+    const patience = nodeAlive ? UNRESPONSIVE_LEASES * lease : lease
     const timedOut = row.timeout_ms !== null && runMs !== null && runMs >= row.timeout_ms
     if (silent <= patience) {
       // A worker that still beats though its node is gone (it outlives its server by design) has no node to apply
@@ -477,12 +480,15 @@ export function createScheduler ({ store, config, log, nodeId = config.nodeId, w
     stats.sweeps++
     if (others.length === 0) return
     let liveNodes = new Set<string>()
+    const leases = new Map<string, number>()
     try {
-      liveNodes = new Set((await store.nodes()).filter((n) => n.silent_ms <= config.leaseMs).map((n) => n.node_id))
+      const nodes = await store.nodes()
+      for (const n of nodes) if (n.lease_ms) leases.set(n.node_id, n.lease_ms)
+      liveNodes = new Set(nodes.filter((n) => n.silent_ms <= (n.lease_ms || config.leaseMs)).map((n) => n.node_id))
     } catch {
       // Without the nodes table (not on this store yet), every other node's job gets the lease alone.
     }
-    for (const job of others) await sweepJob(job, liveNodes)
+    for (const job of others) await sweepJob(job, liveNodes, leases)
   }
 
   /** One pass: exits, this node's running jobs, the sweep of the others, then new claims and spares. */

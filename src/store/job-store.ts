@@ -25,6 +25,16 @@ import type { Checkpoint, JobRow, JobStatus, NewJob, StopRequest } from '../jobs
 export type { Attempt, BulkAction, BulkBatch, Fenced, JobEventRow, JobFilter, JobPage, StopRequester, Submitted, SubmitOptions, Throughput }
 
 /** One node (one server process) sharing the database, as the nodes table holds it. Times are epoch ms. */
+/** A node as it registers. */
+export interface NewNode {
+  node_id: string
+  boot_id: string
+  pid: number
+  host: string
+  /** Its LEASE_MS; absent: unknown (the sweeping node's own lease applies to its jobs). */
+  lease_ms?: number
+}
+
 export interface NodeRow {
   /** Stable per machine and port (NODE_ID, or host:port); a restarted server keeps it and adopts its workers. */
   node_id: string
@@ -38,6 +48,8 @@ export interface NodeRow {
   silent_ms: number
   /** Jobs running on it (claimed by its workers). */
   running: number
+  /** Its LEASE_MS (null: registered by an older server): how long its workers' silence is waited for. */
+  lease_ms: number | null
 }
 
 /** One entry of the change feed: a job's state as of the read (at least as new as the change), or a deletion. */
@@ -164,7 +176,7 @@ export interface AsyncJobStore {
 
   // ---- nodes -----------------------------------------------------------------------------------------------
   /** Records this node as up (insert or refresh: a restarted node keeps its id and gets the new pid and boot). */
-  registerNode (node: { node_id: string, boot_id: string, pid: number, host: string }): Promise<void>
+  registerNode (node: NewNode): Promise<void>
   /** The node's heartbeat; false when its row is gone (another process took the id). */
   beatNode (nodeId: string, pid: number): Promise<boolean>
   /** Every node known, newest heartbeat first. */

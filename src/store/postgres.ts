@@ -667,9 +667,10 @@ export function createPostgresJobStore (pool: pg.Pool, { ownsPool = false } = {}
     // ---- nodes -------------------------------------------------------------------------------------------------
     async registerNode (node) {
       await pool.query(`
-        INSERT INTO nodes (node_id, boot_id, pid, host, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, now(), now())
+        INSERT INTO nodes (node_id, boot_id, pid, host, lease_ms, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5, now(), now())
         ON CONFLICT (node_id) DO UPDATE SET boot_id = excluded.boot_id, pid = excluded.pid, host = excluded.host,
-          started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at`, [node.node_id, node.boot_id, node.pid, node.host])
+          lease_ms = excluded.lease_ms, started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at`,
+      [node.node_id, node.boot_id, node.pid, node.host, node.lease_ms ?? null])
     },
 
     async beatNode (nodeId, pid) {
@@ -679,7 +680,7 @@ export function createPostgresJobStore (pool: pg.Pool, { ownsPool = false } = {}
 
     async nodes () {
       const { rows } = await pool.query<Raw>(`
-        SELECT n.node_id, n.boot_id, n.pid, n.host, ${ms('n.started_at', 'started_at')}, ${ms('n.heartbeat_at', 'heartbeat_at')},
+        SELECT n.node_id, n.boot_id, n.pid, n.host, n.lease_ms, ${ms('n.started_at', 'started_at')}, ${ms('n.heartbeat_at', 'heartbeat_at')},
           greatest(0, floor(extract(epoch from now() - n.heartbeat_at) * 1000))::float8 AS silent_ms,
           (SELECT count(*) FROM jobs j WHERE j.status = 'running' AND j.node = n.node_id) AS running
         FROM nodes n ORDER BY n.heartbeat_at DESC, n.node_id`)

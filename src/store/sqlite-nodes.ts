@@ -3,10 +3,10 @@
  * one live node; the same calls serve several nodes on PostgreSQL (src/store/postgres.ts).
  */
 import type { Db } from '../db.js'
-import type { NodeRow } from './job-store.js'
+import type { NewNode, NodeRow } from './job-store.js'
 
 export interface SqliteNodes {
-  register (node: { node_id: string, boot_id: string, pid: number, host: string }): void
+  register (node: NewNode): void
   beat (nodeId: string, pid: number): boolean
   list (): NodeRow[]
   leave (nodeId: string, pid: number): void
@@ -15,10 +15,10 @@ export interface SqliteNodes {
 }
 
 export function createSqliteNodes (db: Db, clock: () => number = Date.now): SqliteNodes {
-  const registerStmt = db.prepare<{ node_id: string, boot_id: string, pid: number, host: string, now: number }>(`
-    INSERT INTO nodes (node_id, boot_id, pid, host, started_at, heartbeat_at) VALUES (@node_id, @boot_id, @pid, @host, @now, @now)
+  const registerStmt = db.prepare<{ node_id: string, boot_id: string, pid: number, host: string, lease_ms: number | null, now: number }>(`
+    INSERT INTO nodes (node_id, boot_id, pid, host, lease_ms, started_at, heartbeat_at) VALUES (@node_id, @boot_id, @pid, @host, @lease_ms, @now, @now)
     ON CONFLICT (node_id) DO UPDATE SET boot_id = excluded.boot_id, pid = excluded.pid, host = excluded.host,
-      started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at`)
+      lease_ms = excluded.lease_ms, started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at`)
   const beatStmt = db.prepare<{ node_id: string, pid: number, now: number }>(
     'UPDATE nodes SET heartbeat_at = @now WHERE node_id = @node_id AND pid = @pid')
   const listStmt = db.prepare<[], Omit<NodeRow, 'silent_ms'>>(`
@@ -32,7 +32,7 @@ export function createSqliteNodes (db: Db, clock: () => number = Date.now): Sqli
     INSERT INTO periodic (name, last_at) VALUES (@name, @now)
     ON CONFLICT (name) DO UPDATE SET last_at = excluded.last_at WHERE periodic.last_at <= @now - @interval`)
   return {
-    register: (node) => { registerStmt.run({ ...node, now: clock() }) },
+    register: (node) => { registerStmt.run({ node_id: node.node_id, boot_id: node.boot_id, pid: node.pid, host: node.host, lease_ms: node.lease_ms ?? null, now: clock() }) },
     beat: (nodeId, pid) => beatStmt.run({ node_id: nodeId, pid, now: clock() }).changes === 1,
     list: () => {
       const now = clock()

@@ -63,12 +63,12 @@ t.test('GET /api/nodes takes the list it is given, and a failing list is a 500 i
   let fail = false
   const list = async () => {
     if (fail) throw new Error('database unreachable')
-    return [{ node_id: 'n1', boot_id: 'b', pid: 1, host: 'h', started_at: 0, heartbeat_at: 1000, silent_ms: 1500.7, running: 0 }]
+    return [{ node_id: 'n1', boot_id: 'b', pid: 1, host: 'h', started_at: 0, heartbeat_at: 1000, silent_ms: 1500.7, running: 0, lease_ms: 2500 }]
   }
   const app = await buildApp({ config: testConfig(), store: jobs, scheduler: { wake () {} }, nodes: { list } })
   t.teardown(() => app.close())
   t.same((await app.inject({ url: '/api/nodes' })).json(), {
-    nodes: [{ nodeId: 'n1', host: 'h', pid: 1, startedAt: '1970-01-01T00:00:00.000Z', heartbeatAt: '1970-01-01T00:00:01.000Z', heartbeatAgeMs: 1501, running: 0, self: false }]
+    nodes: [{ nodeId: 'n1', host: 'h', pid: 1, startedAt: '1970-01-01T00:00:00.000Z', heartbeatAt: '1970-01-01T00:00:01.000Z', heartbeatAgeMs: 1501, running: 0, leaseMs: 2500, self: false }]
   }, 'the rows given, in the API\'s form')
   fail = true
   const res = await app.inject({ url: '/api/nodes' })

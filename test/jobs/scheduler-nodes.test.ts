@@ -139,6 +139,29 @@ t.test('this node\'s jobs from an earlier boot are decided from the database alo
   t.equal(node?.boot_id, bootId(), 'the node is registered again with this boot')
 })
 
+t.test('another node\'s job is waited for as long as that node\'s own lease, not this node\'s shorter one', { skip: noProc }, async (t) => {
+  const { store, jobs, path } = tmpDb(t)
+  // node-b runs with LEASE_MS=4000 (its workers fence themselves on it) and is gone: its row beats no more.
+  await jobs.registerNode({ node_id: 'node-b', boot_id: 'boot-b', pid: 1, host: 'b', lease_ms: 4000 })
+  const lookalike = await frozenLookalike(t, ['long-lease-worker'])
+  const id = runningOn(store, 'node-b', 'long-lease-worker', lookalike.pid)
+  const beats = beating(t, store, [id])
+  const s = scheduler(t, jobs, path, 'node-a', { MAX_ATTEMPTS: '1' }, { sweepIntervalMs: 100 })
+  await s.start()
+  const lastBeat = beats.stop()
+  // node-a's own lease is 1000 ms: 2.5 s of silence is past it, well inside node-b's.
+  await sleep(2500)
+  const row = store.get(id)!
+  t.equal(row.status, 'running', `still running after ${Date.now() - lastBeat} ms of silence`)
+  t.equal(row.attempts, 1, 'not taken over')
+  const taken = await waitFor(() => { const r = store.get(id); return r && r.status !== 'running' && r }, 15_000, 'the job to be taken over')
+  const waited = taken.updated_at - lastBeat
+  t.ok(waited >= 4000, `taken over ${waited} ms after its last heartbeat: past node-b's lease of 4000 ms`)
+  t.match(taken.error, /no heartbeat for \d+ s \(worker of node node-b\)/, `why: ${taken.error}`)
+  const nodes = await jobs.nodes()
+  t.same(nodes.map((n) => [n.node_id, n.lease_ms]).sort(), [['node-a', 1000], ['node-b', 4000]], 'each node is listed with its lease')
+})
+
 t.test('two schedulers on one database sweep once per interval between them, and take a silent job over once', async (t) => {
   const { store, jobs, path, db } = tmpDb(t)
   const second = openDb(path)

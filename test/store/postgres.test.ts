@@ -10,6 +10,7 @@ import type { JobRow } from '../../src/jobs/types.js'
 import { createPostgresJobStore, openPostgres, type PostgresJobStore } from '../../src/store/postgres.js'
 import { createPostgresMatrixStore } from '../../src/store/postgres-matrices.js'
 import { latestPgSchemaVersion, migratePostgres, PG_MIGRATIONS_DIR, pgSchemaVersion } from '../../src/store/postgres-migrate.js'
+import { waitFor } from '../fixtures/helpers.js'
 import { startPostgres } from '../fixtures/postgres.js'
 import { conformance, job, matrixConformance, readFeed } from '../fixtures/store-conformance.js'
 
@@ -285,7 +286,9 @@ t.test('history is written in the transaction of its change: no event, no change
   await t.rejects(refusing.claimNext('w', 1, 'n'), /event claimed refused/, 'a claim whose event fails fails')
   const after = (await store.get(row.id))!
   t.match(after, { status: 'pending', lease: 0, attempts: 0, worker: null, node: null }, 'and the job was not claimed')
-  const claim = (await store.claimNext('w', 1, 'n'))!
+  // pg rejects a statement as soon as PostgreSQL reports its error, a moment before the backend has rolled the
+  // statement back and released its row lock: until then SKIP LOCKED passes the job by.
+  const claim = await waitFor(() => store.claimNext('w', 1, 'n'), 5000, 'the job claimable again')
   t.equal(claim.id, row.id, 'a claim whose event is written succeeds')
 
   const refusingDone = await refusingStore('done')
