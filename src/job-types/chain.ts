@@ -17,7 +17,7 @@
 import type { MathJsInstance, Matrix as MathMatrix } from 'mathjs'
 import type { Checkpoint, JobContext, JobRun, ResultContext, StoredMatrix } from '../jobs/contract.js'
 import { CHAIN_PANEL, ChainKernel, type ChainProductBuffers } from '../jobs/threads/chain-product.js'
-import { MAX_THREADS, type ThreadSetup, ThreadPool } from '../jobs/threads/pool.js'
+import { MAX_THREADS, threadLost, type ThreadSetup, ThreadPool } from '../jobs/threads/pool.js'
 import { matrixSha256 } from '../matrices/matrix.js'
 
 /** Columns per panel of the right-hand factor (the width lyapunov measured best). */
@@ -187,7 +187,7 @@ export class ChainRun implements JobRun {
   private threadsForUnit (rows: number): number {
     const wanted = Math.min(rows, MAX_THREADS, Math.max(1, Math.floor(this.ctx.threads()) || 1))
     if (wanted < 2) return 1
-    this.pool ??= new ThreadPool()
+    this.pool ??= new ThreadPool(undefined, threadLost(this.ctx.log))
     // Grow only: a thread left idle by a smaller share costs nothing and is ready when the share grows back.
     if (this.pool.size < wanted - 1) this.pool.resize(wanted - 1)
     return 1 + Math.min(wanted - 1, this.pool.ready())
@@ -212,7 +212,9 @@ export class ChainRun implements JobRun {
     const setup = this.threadSetup()
     const others: Array<Promise<number>> = []
     for (let a = i0 + chunk, g = 0; a < i1; a += chunk, g++) {
-      others.push(pool.call(g, { kind: 'chain-rows', index: this.index, panel: this.panel, i0: a, i1: Math.min(i1, a + chunk) }, setup))
+      const work = { kind: 'chain-rows', index: this.index, panel: this.panel, i0: a, i1: Math.min(i1, a + chunk) } as const
+      // A thread that dies leaves its rows to this thread: the same kernel on the same buffers, the same bits.
+      others.push(pool.callOr(g, work, () => this.kernel.unit(work.panel, work.i0, work.i1), setup))
     }
     let mine: number
     try {
@@ -358,10 +360,10 @@ export class ChainRun implements JobRun {
   async startThreads (count = Math.floor(this.ctx.threads())): Promise<void> {
     const wanted = Math.min(MAX_THREADS, Math.max(1, count || 1))
     if (wanted < 2) return
-    this.pool ??= new ThreadPool()
+    this.pool ??= new ThreadPool(undefined, threadLost(this.ctx.log))
     if (this.pool.size < wanted - 1) this.pool.resize(wanted - 1)
     const until = Date.now() + 120_000
-    while (this.pool.ready() < wanted - 1) {
+    while (this.pool.ready() < wanted - 1 && !this.pool.exhausted) {
       if (Date.now() > until) throw new Error(`compute threads did not start within 120 s (${this.pool.ready()} of ${wanted - 1})`)
       await new Promise((resolve) => setTimeout(resolve, 5))
     }

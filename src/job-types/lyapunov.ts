@@ -5,6 +5,7 @@
  */
 import { defineJobType } from '../jobs/contract.js'
 import { LyapunovRun, type LyapunovParams } from '../jobs/lyapunov.js'
+import { threadLost } from '../jobs/threads/pool.js'
 import { lazyCrypto } from '../lazy-crypto.js'
 
 export default defineJobType<LyapunovParams>({
@@ -33,6 +34,6 @@ export default defineJobType<LyapunovParams>({
       state: Buffer.from(checkpoint.state.buffer, checkpoint.state.byteOffset, checkpoint.state.byteLength)
     }
     // The product of a step is split over ctx.threads() compute threads; the bits do not depend on how many.
-    return new LyapunovRun(params, from, { threads: ctx.threads })
+    return new LyapunovRun(params, from, { threads: ctx.threads, onThreadLost: threadLost(ctx.log) })
   }
 })

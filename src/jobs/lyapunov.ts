@@ -156,6 +156,8 @@ export interface RunOptions {
    * between units). Default: NONSTOP_THREADS if set, else 1. The bits of the result do not depend on it.
    */
   threads?: () => number
+  /** Told when a compute thread died and its part of a unit was computed on the run's own thread instead. */
+  onThreadLost?: (err: Error) => void
 }
 
 /** The default thread count: NONSTOP_THREADS (an integer ≥ 1), else 1. */
@@ -192,6 +194,7 @@ export class LyapunovRun {
   private nextSq: number[] = []
   private pool: ThreadPool | null = null
   private readonly threadsWanted: () => number
+  private readonly onThreadLost: ((err: Error) => void) | undefined
   /** Most threads one unit of this run has used. */
   threadsUsed = 1
 
@@ -206,6 +209,7 @@ export class LyapunovRun {
     this.kernel = new ProductKernel(this.buffers)
     const env = threadsFromEnv()
     this.threadsWanted = options.threads ?? (() => env)
+    this.onThreadLost = options.onThreadLost
     if (from) this.restore(from)
     else this.start()
   }
@@ -255,7 +259,7 @@ export class LyapunovRun {
     const first = this.nextSq.length
     const wanted = Math.min(this.panelCount - first, Math.max(1, Math.min(MAX_THREADS, Math.floor(this.threadsWanted()) || 1)))
     if (wanted > 1) {
-      this.pool ??= new ThreadPool({ kind: 'init', ...this.shared })
+      this.pool ??= new ThreadPool({ kind: 'init', ...this.shared }, this.onThreadLost)
       // Grow only: a thread left idle by a smaller share costs nothing and is ready when the share grows back.
       if (this.pool.size < wanted - 1) this.pool.resize(wanted - 1)
     }
@@ -268,7 +272,11 @@ export class LyapunovRun {
     }
     const pool = this.pool
     const others: Array<Promise<number>> = []
-    for (let g = 1; g < groups; g++) others.push(pool.call(g - 1, { kind: 'group', k: this.step + 1, src: this.src, col0: (first + g) * PANEL_WIDTH, width: this.widthOf(first + g) }))
+    for (let g = 1; g < groups; g++) {
+      const work = { kind: 'group', k: this.step + 1, src: this.src, col0: (first + g) * PANEL_WIDTH, width: this.widthOf(first + g) } as const
+      // A thread that dies leaves its group to this thread: the same kernel on the same buffers, the same bits.
+      others.push(pool.callOr(g - 1, work, () => this.kernel.group(work.k, work.src, work.col0, work.width)))
+    }
     let mine: number
     try {
       mine = this.kernel.group(this.step + 1, this.src, first * PANEL_WIDTH, this.widthOf(first))
@@ -310,10 +318,10 @@ export class LyapunovRun {
   async startThreads (count = Math.floor(this.threadsWanted())): Promise<void> {
     const wanted = Math.min(MAX_THREADS, Math.max(1, count || 1))
     if (wanted < 2) return
-    this.pool ??= new ThreadPool({ kind: 'init', ...this.shared })
+    this.pool ??= new ThreadPool({ kind: 'init', ...this.shared }, this.onThreadLost)
     if (this.pool.size < wanted - 1) this.pool.resize(wanted - 1)
     const until = Date.now() + 120_000
-    while (this.pool.ready() < wanted - 1) {
+    while (this.pool.ready() < wanted - 1 && !this.pool.exhausted) {
       if (Date.now() > until) throw new Error(`compute threads did not start within 120 s (${this.pool.ready()} of ${wanted - 1})`)
       await new Promise((resolve) => setTimeout(resolve, 5))
     }

@@ -344,3 +344,25 @@ t.test('a mid-product checkpoint survives the job store\'s checkpoints table', a
   while (!resumed.finished) resumed.advance()
   t.equal(resumed.result(out()).sha256, expected, 'same sha256 after the round trip through SQLite')
 })
+
+t.test('a compute thread that dies mid-unit: its rows are computed on the run\'s own thread, the stock bits, and the log says so', async (t) => {
+  const { ctx, out, put, matrices } = matrixContext(t)
+  const spec = matmulChain({ matrices: [put(realMatrix(130, 70, 31)), put(realMatrix(70, 97, 32))] })
+  const expected = matrixSha256(stockChain(spec, (id) => matrices.load(id)))
+  const warnings: object[] = []
+  const log = { info () {}, error () {}, warn (obj: object) { warnings.push(obj) } }
+  const run = new ChainRun(spec, undefined, { ...ctx, log, threads: () => 3 }, 2 * 70 * 32 * 60)
+  const pool = () => (run as unknown as { pool: { threads: Array<{ worker: import('node:worker_threads').Worker }>, lost: number } }).pool
+  try {
+    await run.startThreads()
+    await run.advance()
+    pool().threads[1].worker.terminate().catch(() => {}) // the next unit's rows are posted to a thread that will never answer
+    await run.advance()
+    t.equal(pool().lost, 1, 'one thread lost')
+    t.match(warnings, [{ event: 'compute-thread-lost' }], 'one warning in the job\'s log')
+    while (!run.finished) await run.advance()
+    t.equal(run.result(out()).sha256, expected, 'the stock bits all the same')
+  } finally {
+    await run.close()
+  }
+})

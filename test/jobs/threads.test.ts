@@ -93,3 +93,41 @@ t.test('thread shares: a lone job gets every core, several share them, never mor
     }
   }
 })
+
+t.test('a compute thread that dies mid-unit loses nothing: its part is computed on the run\'s own thread, same bits', async (t) => {
+  const params = { n: 200, steps: 3, seed: 8 } // 7 groups a step
+  const reference = new LyapunovRun(params, undefined, { threads: () => 1 })
+  await runToEnd(reference)
+  const lost: Error[] = []
+  const run = new LyapunovRun(params, undefined, { threads: () => 3, onThreadLost: (err) => lost.push(err) })
+  type Pool = { threads: Array<{ worker: import('node:worker_threads').Worker }>, lost: number, exhausted: boolean, size: number }
+  const pool = (): Pool => (run as unknown as { pool: Pool }).pool
+  try {
+    await run.startThreads()
+    await run.advance()
+    // Terminated, not awaited: the next unit's work is posted to a thread that is ending and will never answer.
+    pool().threads[0].worker.terminate().catch(() => {})
+    await run.advance()
+    t.equal(lost.length, 1, 'the part it held was computed here instead')
+    t.match(lost[0].message, /compute thread \d+ ended/, `and said so (${lost[0].message})`)
+    t.equal(pool().lost, 1, 'the pool counts it')
+    // Two more deaths, between units this time (the dead thread is dropped and replaced at the next unit); after
+    // the third the run starts no more threads and computes alone.
+    for (let i = 0; i < 2; i++) {
+      await run.startThreads()
+      const worker = pool().threads[0].worker
+      const gone = new Promise((resolve) => worker.once('exit', resolve))
+      worker.terminate().catch(() => {})
+      await gone
+      await run.advance()
+    }
+    t.equal(pool().lost, 3, `three threads lost (${pool().lost}, ${lost.length} parts recomputed)`)
+    t.ok(pool().exhausted, 'the pool gives up on threads')
+    await run.startThreads() // returns at once: no thread will come
+    await runToEnd(run)
+    t.equal(pool().size, 1, 'one survivor is left, none replaced')
+    t.equal(bits(run), bits(reference), 'lyapunov and trace bit-identical to a run on one thread')
+  } finally {
+    await run.close()
+  }
+})

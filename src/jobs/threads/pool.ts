@@ -6,6 +6,10 @@
  *
  * Threads are unref'd (they never keep the worker process alive) and die with it on any exit, SIGKILL included;
  * close() terminates them at once.
+ *
+ * A thread that dies (out of memory, a crash in its isolate) loses no work: its part of the unit is computed on the
+ * run's own thread instead (callOr), by the same mathjs calls on the same buffers, so the bits do not change; the
+ * pool replaces it at the next unit. After MAX_LOST_THREADS deaths a run stops starting threads and computes alone.
  */
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
@@ -38,6 +42,12 @@ function entryUrl (): URL {
 /** Most threads a run may have, whatever it is granted. */
 export const MAX_THREADS = 64
 
+/** Deaths of compute threads after which a run starts no more of them and computes on its own thread. */
+export const MAX_LOST_THREADS = 3
+
+/** A compute thread ended (its isolate ran out of memory, crashed, or was terminated) with work outstanding. */
+export class ComputeThreadLost extends Error {}
+
 export interface SharedBuffers {
   n: number
   m: SharedArrayBuffer
@@ -61,7 +71,9 @@ class ComputeThread {
   constructor (init?: ThreadSetup) {
     this.worker = new Worker(entryUrl(), { stdout: false, stderr: false })
     this.worker.unref()
-    const fail = (err: Error): void => {
+    const threadId = this.worker.threadId
+    const fail = (cause: Error): void => {
+      const err = new ComputeThreadLost(`compute thread ${threadId} ended: ${cause.message}`, { cause })
       this.failed ??= err
       for (const p of this.pending.values()) p.reject(err)
       this.pending.clear()
@@ -82,6 +94,11 @@ class ComputeThread {
     if (init) this.worker.postMessage(init)
   }
 
+  /** Whether the thread has died. */
+  get lost (): boolean {
+    return this.failed !== null
+  }
+
   /** Sets buffers; messages are handled in order, so work sent after it sees them. */
   setup (msg: ThreadSetup): void {
     this.worker.postMessage(msg)
@@ -99,21 +116,38 @@ class ComputeThread {
 }
 
 export class ThreadPool {
-  private readonly threads: ComputeThread[] = []
+  private threads: ComputeThread[] = []
   /** What each thread was last set up with (chain runs send a product's buffers to a thread once). */
-  private readonly setups: Array<ThreadSetup | undefined> = []
+  private setups: Array<ThreadSetup | undefined> = []
+  /** Threads asked for by the last resize(). */
+  private target = 0
+  /** Dead threads already dropped from the pool. */
+  private dropped = 0
 
-  /** `init`: buffers every thread is given when it starts (lyapunov's, fixed for the run). */
-  constructor (private readonly init?: ThreadSetup) {}
+  /** `init`: buffers every thread is given when it starts (lyapunov's, fixed for the run). `onLost`: told of each
+   *  part of a unit that a dying thread left to the caller's thread. */
+  constructor (private readonly init?: ThreadSetup, private readonly onLost?: (err: ComputeThreadLost) => void) {}
 
   /** Threads in the pool (not counting the caller's). */
   get size (): number {
     return this.threads.length
   }
 
+  /** Threads of this pool that died. */
+  get lost (): number {
+    return this.dropped + this.threads.filter((t) => t.lost).length
+  }
+
+  /** Whether threads died often enough that the pool starts no more (see MAX_LOST_THREADS). */
+  get exhausted (): boolean {
+    return this.lost >= MAX_LOST_THREADS
+  }
+
   /** Grows or shrinks the pool to `count` threads; extra threads are terminated. */
   resize (count: number): void {
-    while (this.threads.length < count) {
+    this.target = count
+    this.prune()
+    while (this.threads.length < count && !this.exhausted) {
       this.threads.push(new ComputeThread(this.init))
       this.setups.push(undefined)
     }
@@ -123,8 +157,19 @@ export class ThreadPool {
     }
   }
 
+  /** Drops dead threads (counting them in `lost`) and starts replacements up to the last resize(), unless exhausted. */
+  private prune (): void {
+    if (!this.threads.some((t) => t.lost)) return
+    const keep = this.threads.map((t) => !t.lost)
+    this.dropped += keep.filter((k) => !k).length
+    this.setups = this.setups.filter((_, i) => keep[i])
+    this.threads = this.threads.filter((_, i) => keep[i])
+    if (this.threads.length < this.target) this.resize(this.target)
+  }
+
   /** Pool threads that have started and can take a group now (a thread still starting does not hold up a unit). */
   ready (): number {
+    this.prune()
     let count = 0
     while (count < this.threads.length && this.threads[count].ready) count++
     return count
@@ -139,10 +184,28 @@ export class ThreadPool {
     return this.threads[index].call(work)
   }
 
+  /**
+   * call(), or `local()` on the caller's thread when the pool thread dies before it answers: `local` must compute
+   * exactly what `work` asks for, so the result is the same either way. A thread's error reply (its computation
+   * threw) is not retried: it rejects.
+   */
+  callOr (index: number, work: ThreadWork, local: () => number, setup?: ThreadSetup): Promise<number> {
+    return this.call(index, work, setup).catch((err: unknown) => {
+      if (!(err instanceof ComputeThreadLost)) throw err
+      this.onLost?.(err)
+      return local()
+    })
+  }
+
   /** Terminates every thread; resolves once they are gone. */
   async close (): Promise<void> {
     const all = this.threads.splice(0)
     this.setups.splice(0)
     await Promise.all(all.map((t) => t.worker.terminate()))
   }
+}
+
+/** onLost for a job's log: one warning per part of a unit recomputed on the run's own thread. */
+export function threadLost (log: { warn (obj: object, msg?: string): void }): (err: Error) => void {
+  return (err) => log.warn({ err, event: 'compute-thread-lost' }, 'a compute thread died; its part of the unit was computed on the worker\'s own thread (same result)')
 }
