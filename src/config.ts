@@ -3,6 +3,10 @@ import { availableParallelism, hostname } from 'node:os'
 import { resolve } from 'node:path'
 import { parseEnv } from 'node:util'
 
+/** Bounds of LEASE_MS. */
+export const MIN_LEASE_MS = 500
+export const MAX_LEASE_MS = 3_600_000
+
 /** Everything the server and its workers can be told, read once from the environment. */
 export interface Config {
   /** TCP port of the HTTP server. */
@@ -109,7 +113,7 @@ export function loadConfig (env: Env = process.env, envFile: string | null = '.e
   if (!LEVELS.includes(logLevel)) throw new ConfigError(`LOG_LEVEL must be one of ${LEVELS.join(', ')}, got "${logLevel}"`)
   const host = (merged.HOST ?? '127.0.0.1').trim() || '127.0.0.1'
   const heartbeatMs = int(merged, 'HEARTBEAT_MS', 1000, 50, 60_000)
-  const leaseMs = int(merged, 'LEASE_MS', 10_000, 500, 3_600_000)
+  const leaseMs = int(merged, 'LEASE_MS', 10_000, MIN_LEASE_MS, MAX_LEASE_MS)
   if (leaseMs < 2 * heartbeatMs) throw new ConfigError(`LEASE_MS (${leaseMs}) must be at least twice HEARTBEAT_MS (${heartbeatMs})`)
   // A worker notices a stop request with its next heartbeat: a grace shorter than two of them kills workers
   // that were about to obey (and a shutdown would then kill instead of release).

@@ -150,3 +150,20 @@ t.test('a node started while PostgreSQL is down waits for it (DB_WAIT_SECONDS), 
   t.ok(Date.now() - t0 < 15_000, `at once (${Date.now() - t0} ms)`)
   await down
 })
+
+t.test('a job type whose result() takes longer than the database\'s patience still ends once, on its first attempt', async (t) => {
+  const { node } = await shared(t)
+  // LEASE_MS 2500: PostgreSQL ends a session idle in a transaction after 1250 ms, and the worker gives a database
+  // call about 2 s. result() takes 3.5 s, well inside the six leases a beating node's runnable worker is given.
+  const a = await node('a', { JOB_TYPES_DIR: new URL('./fixtures/slow-result-types/', import.meta.url).pathname })
+  const { status, body: created } = await api(a.url, '/api/jobs', { body: { type: 'slow-result', params: { ms: 3500 } } })
+  t.equal(status, 201, 'submitted')
+  const done = await waitFor(async () => { const j = (await api(a.url, `/api/jobs/${created.id}`)).body; return ['done', 'failed', 'canceled'].includes(j.status) && j }, 60_000, 'the job to end')
+  t.equal(done.status, 'done', `done (${done.error ?? ''})`)
+  t.equal(done.attempts, 1, 'on its first attempt')
+  t.equal(done.result.tookMs, 3500, 'with the result it built')
+  const m = (await api(a.url, `/api/matrices/${done.result.matrix}/data?format=json`)).body
+  t.same(m, [[1.5, -2]], 'and the matrix it stored')
+  t.notOk(a.logs().some((l) => l.event === 'self-fenced'), 'the worker never took itself for cut off')
+  t.equal(await a.stop(), 0)
+})

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { existsSync, readdirSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { Config } from '../config.js'
+import { type Config, MAX_LEASE_MS, MIN_LEASE_MS } from '../config.js'
 import type { Logger } from '../log.js'
 import { checkProcess, hasFileOpen, type ProcessCheck } from '../process-identity.js'
 import type { AsyncJobStore, LostOutcome, RunningJob } from '../store/job-store.js'
@@ -483,8 +483,9 @@ export function createScheduler ({ store, config, log, nodeId = config.nodeId, w
     const leases = new Map<string, number>()
     try {
       const nodes = await store.nodes()
-      for (const n of nodes) if (n.lease_ms) leases.set(n.node_id, n.lease_ms)
-      liveNodes = new Set(nodes.filter((n) => n.silent_ms <= (n.lease_ms || config.leaseMs)).map((n) => n.node_id))
+      // Within LEASE_MS's own bounds (config.ts), whatever a row says.
+      for (const n of nodes) if (n.lease_ms) leases.set(n.node_id, Math.min(Math.max(n.lease_ms, MIN_LEASE_MS), MAX_LEASE_MS))
+      liveNodes = new Set(nodes.filter((n) => n.silent_ms <= (leases.get(n.node_id) ?? config.leaseMs)).map((n) => n.node_id))
     } catch {
       // Without the nodes table (not on this store yet), every other node's job gets the lease alone.
     }

@@ -175,16 +175,26 @@ async function runJob (stores: Stores, row: JobRow, fence: FenceClock): Promise<
     sqlite?.pragma(`busy_timeout = ${Math.min(SQLITE_BUSY_TIMEOUT_MS, left)}`)
     let timer: NodeJS.Timeout | undefined
     try {
-      const value = await Promise.race([
-        call(),
-        new Promise<never>((resolve, reject) => { timer = setTimeout(() => reject(fence.fenced(new Error(`a database call did not return within ${left} ms`))), left) })
-      ])
+      const value = await new Promise<T>((resolve, reject) => {
+        const arm = (): void => {
+          clearTimeout(timer)
+          timer = setTimeout(() => reject(fence.fenced(new Error(`a database call did not return within ${left} ms`))), left)
+        }
+        arm()
+        restartTimer = arm
+        call().then(resolve, reject)
+      })
       if (write) fence.succeeded()
       return value
     } finally {
       clearTimeout(timer)
+      restartTimer = undefined
     }
   }
+  /** While a bounded call runs: starts its timer again. The job's own result() runs inside completeWith's call; the
+   *  timer is for the database, and its time is not the database's (a timer overdue by then has not fired yet: the
+   *  build is synchronous). */
+  let restartTimer: (() => void) | undefined
 
   /**
    * A call that must succeed before the worker can go on (the first heartbeat, the reads before the run, the
@@ -340,15 +350,18 @@ async function runJob (stores: Stores, row: JobRow, fence: FenceClock): Promise<
         if (signaled) return await stop('release')
       }
     }
-    // result() runs inside the fenced transaction that marks the job done: the matrices it stores are kept only
-    // if this attempt still holds the job, and a result() that throws stores nothing. Should that transaction fail
-    // for the database's sake (not the job's), it is tried again and result() runs again.
+    // result() runs once the store knows this attempt holds the job (inside the ending transaction on SQLite, just
+    // before it on PostgreSQL): the matrices it stores are kept only if this attempt still holds the job, and a
+    // result() that throws stores nothing. Should the write fail for the database's sake (not the job's), it is
+    // tried again and result() runs again. The time result() takes is not counted against the database call.
     let result: { elapsedMs?: number, gflops?: number } = {}
     const completed = await settled('record the result', () => jobs.completeWith(attempt, (out) => {
       try {
         result = JSON.parse(resultToJson(run.result(out)))
       } catch (err) {
         throw new JobError(`result() failed: ${coerceError(err).message}`, { cause: err })
+      } finally {
+        restartTimer?.()
       }
       return result
     }))

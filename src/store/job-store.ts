@@ -154,7 +154,7 @@ export interface AsyncJobStore {
   complete (attempt: Attempt, result: object): Promise<Fenced<void>>
   /** Done, with a result built once the attempt is known to hold the job (a job type's result()): the matrices it
    *  stores through `out` commit with the job's end or not at all, and a build that throws rejects having stored
-   *  nothing. `{ ok: false }`, without calling `build`, when the attempt no longer holds the job. At most
+   *  nothing. `{ ok: false }` when the attempt no longer holds the job (without calling `build` when that is known first). At most
    *  MAX_RESULT_MATRICES matrices per result. SQLite builds inside the ending transaction (nothing else can write
    *  meanwhile); PostgreSQL builds just before it, since a session idle in a transaction is ended after half a
    *  lease, and re-checks the fence under the row lock. */

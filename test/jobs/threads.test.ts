@@ -95,7 +95,7 @@ t.test('thread shares: a lone job gets every core, several share them, never mor
 })
 
 t.test('a compute thread that dies mid-unit loses nothing: its part is computed on the run\'s own thread, same bits', async (t) => {
-  const params = { n: 200, steps: 3, seed: 8 } // 7 groups a step
+  const params = { n: 600, steps: 2, seed: 8 } // 19 groups a step, each long enough that an ended thread cannot answer first
   const reference = new LyapunovRun(params, undefined, { threads: () => 1 })
   await runToEnd(reference)
   const lost: Error[] = []
@@ -130,4 +130,21 @@ t.test('a compute thread that dies mid-unit loses nothing: its part is computed 
   } finally {
     await run.close()
   }
+})
+
+t.test('closing a pool with work outstanding is not a thread death: nothing is recomputed, nothing is reported', async (t) => {
+  const { ThreadPool } = await import('../../src/jobs/threads/pool.js')
+  const lost: Error[] = []
+  // A group of a 1500×1500 product keeps the thread busy for a while: it cannot answer before it is ended.
+  const n = 1500
+  const sab = () => new SharedArrayBuffer(n * n * 8)
+  const pool = new ThreadPool({ kind: 'init', n, m: sab(), c0: sab(), c1: sab() }, (err) => lost.push(err))
+  pool.resize(1)
+  while (pool.ready() < 1) await new Promise((resolve) => setTimeout(resolve, 5))
+  let local = 0
+  const pending = pool.callOr(0, { kind: 'group', k: 1, src: 0, col0: 0, width: 32 }, () => ++local)
+  await pool.close()
+  await t.rejects(pending, /compute thread \d+ ended/, 'the outstanding part rejects')
+  t.equal(local, 0, 'it is not computed again here')
+  t.equal(lost.length, 0, 'and no thread death is reported')
 })

@@ -123,6 +123,8 @@ export class ThreadPool {
   private target = 0
   /** Dead threads already dropped from the pool. */
   private dropped = 0
+  /** Set by close(): threads it ends are not deaths, and their parts are not computed again. */
+  private closed = false
 
   /** `init`: buffers every thread is given when it starts (lyapunov's, fixed for the run). `onLost`: told of each
    *  part of a unit that a dying thread left to the caller's thread. */
@@ -191,7 +193,7 @@ export class ThreadPool {
    */
   callOr (index: number, work: ThreadWork, local: () => number, setup?: ThreadSetup): Promise<number> {
     return this.call(index, work, setup).catch((err: unknown) => {
-      if (!(err instanceof ComputeThreadLost)) throw err
+      if (!(err instanceof ComputeThreadLost) || this.closed) throw err
       this.onLost?.(err)
       return local()
     })
@@ -199,6 +201,7 @@ export class ThreadPool {
 
   /** Terminates every thread; resolves once they are gone. */
   async close (): Promise<void> {
+    this.closed = true
     const all = this.threads.splice(0)
     this.setups.splice(0)
     await Promise.all(all.map((t) => t.worker.terminate()))
