@@ -9,7 +9,8 @@
  *
  * A thread that dies (out of memory, a crash in its isolate) loses no work: its part of the unit is computed on the
  * run's own thread instead (callOr), by the same mathjs calls on the same buffers, so the bits do not change; the
- * pool replaces it at the next unit. After MAX_LOST_THREADS deaths a run stops starting threads and computes alone.
+ * pool replaces it at the next unit. After MAX_LOST_THREADS deaths a run starts no more threads: it goes on with
+ * the ones left, or alone.
  */
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
