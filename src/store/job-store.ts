@@ -24,7 +24,6 @@ import type { Checkpoint, JobRow, JobStatus, NewJob, StopRequest } from '../jobs
 
 export type { Attempt, BulkAction, BulkBatch, Fenced, JobEventRow, JobFilter, JobPage, StopRequester, Submitted, SubmitOptions, Throughput }
 
-/** One node (one server process) sharing the database, as the nodes table holds it. Times are epoch ms. */
 /** A node as it registers. */
 export interface NewNode {
   node_id: string
@@ -35,6 +34,7 @@ export interface NewNode {
   lease_ms?: number
 }
 
+/** One node (one server process) sharing the database, as the nodes table holds it. Times are epoch ms. */
 export interface NodeRow {
   /** Stable per machine and port (NODE_ID, or host:port); a restarted server keeps it and adopts its workers. */
   node_id: string
@@ -154,8 +154,8 @@ export interface AsyncJobStore {
   complete (attempt: Attempt, result: object): Promise<Fenced<void>>
   /** Done, with a result built once the attempt is known to hold the job (a job type's result()): the matrices it
    *  stores through `out` commit with the job's end or not at all, and a build that throws rejects having stored
-   *  nothing. `{ ok: false }` when the attempt no longer holds the job (without calling `build` when that is known first). At most
-   *  MAX_RESULT_MATRICES matrices per result. SQLite builds inside the ending transaction (nothing else can write
+   *  nothing. `{ ok: false }` when the attempt no longer holds the job (without calling `build` when that is known
+   *  first). At most MAX_RESULT_MATRICES matrices per result. SQLite builds inside the ending transaction (nothing else can write
    *  meanwhile); PostgreSQL builds just before it, since a session idle in a transaction is ended after half a
    *  lease, and re-checks the fence under the row lock. */
   completeWith (attempt: Attempt, build: (out: ResultContext) => object): Promise<Fenced<object>>

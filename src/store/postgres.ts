@@ -591,14 +591,14 @@ export function createPostgresJobStore (pool: pg.Pool, { ownsPool = false } = {}
     // result() runs outside any transaction: it is the job's own code and may take long, and a session left idle
     // inside a transaction for half a lease is ended by PostgreSQL (idle_in_transaction_session_timeout), so a slow
     // result() inside the ending transaction would fail every try alike and the job would never end. The ids it
-    // hands out are taken from the identity's sequence first (nextval is not transactional: ids not used are
-    // skipped for good, as ids of deleted matrices are); the transaction then re-checks the fence under a row lock,
-    // inserts the matrices and ends the job, all or nothing.
+    // hands out are taken from the identity's sequence first, in the query that checks the attempt still holds the
+    // job (nextval is not transactional: ids not used are skipped for good, as ids of deleted matrices are); the
+    // transaction then re-checks the fence under a row lock, inserts the matrices and ends the job, all or nothing.
     completeWith: async (attempt, build): Promise<Fenced<object>> => {
-      const { rows: held } = await pool.query(`SELECT 1 FROM jobs WHERE ${fenceWhere}`, fence(attempt))
-      if (held.length === 0) return { ok: false }
-      const { rows: ids } = await pool.query<{ id: string }>(
-        "SELECT nextval(pg_get_serial_sequence('matrices', 'id')) AS id FROM generate_series(1, $1)", [MAX_RESULT_MATRICES])
+      const { rows: ids } = await pool.query<{ id: string }>(`
+        SELECT nextval(pg_get_serial_sequence('matrices', 'id')) AS id FROM generate_series(1, $4)
+        WHERE EXISTS (SELECT 1 FROM jobs WHERE ${fenceWhere})`, [...fence(attempt), MAX_RESULT_MATRICES])
+      if (ids.length === 0) return { ok: false }
       const outputs: Array<{ id: number, m: NewMatrix }> = []
       const value = build({
         storeMatrix: (m) => {

@@ -32,7 +32,7 @@ export function createSqliteNodes (db: Db, clock: () => number = Date.now): Sqli
     INSERT INTO periodic (name, last_at) VALUES (@name, @now)
     ON CONFLICT (name) DO UPDATE SET last_at = excluded.last_at WHERE periodic.last_at <= @now - @interval`)
   return {
-    register: (node) => { registerStmt.run({ node_id: node.node_id, boot_id: node.boot_id, pid: node.pid, host: node.host, lease_ms: node.lease_ms ?? null, now: clock() }) },
+    register: (node) => { registerStmt.run({ ...node, lease_ms: node.lease_ms ?? null, now: clock() }) },
     beat: (nodeId, pid) => beatStmt.run({ node_id: nodeId, pid, now: clock() }).changes === 1,
     list: () => {
       const now = clock()

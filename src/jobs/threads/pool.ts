@@ -43,7 +43,7 @@ function entryUrl (): URL {
 /** Most threads a run may have, whatever it is granted. */
 export const MAX_THREADS = 64
 
-/** Deaths of compute threads after which a run starts no more of them and computes on its own thread. */
+/** Deaths of compute threads after which a run starts no more of them (it goes on with those left, or alone). */
 export const MAX_LOST_THREADS = 3
 
 /** A compute thread ended (its isolate ran out of memory, crashed, or was terminated) with work outstanding. */
