@@ -29,9 +29,11 @@ export interface OpenOptions {
   onError?: (err: Error) => void
   /** The lease (ms): on PostgreSQL a session idle inside a transaction for half of it is ended (its locks freed). */
   leaseMs?: number
+  /** On PostgreSQL: how long a connection may take to be ready (default CONNECT_TIMEOUT_MS, 15 s). */
+  connectTimeoutMs?: number
 }
 
-export async function openStores (config: Pick<Config, 'databaseUrl' | 'dbPath' | 'pgPoolMax'>, { role, onError, leaseMs = 10_000 }: OpenOptions): Promise<Stores> {
+export async function openStores (config: Pick<Config, 'databaseUrl' | 'dbPath' | 'pgPoolMax'>, { role, onError, leaseMs = 10_000, connectTimeoutMs }: OpenOptions): Promise<Stores> {
   if (config.databaseUrl === undefined) {
     const db = openDb(config.dbPath)
     const applied = role === 'server' ? migrate(db) : []
@@ -56,7 +58,7 @@ export async function openStores (config: Pick<Config, 'databaseUrl' | 'dbPath' 
   const [{ createPostgresJobStore, openPostgres }, { createPostgresMatrixStore }, { latestPgSchemaVersion, migratePostgres, pgSchemaVersion }] =
     await Promise.all([import('./postgres.js'), import('./postgres-matrices.js'), import('./postgres-migrate.js')])
   // A worker writes one thing at a time: one connection (plus one spare for a replaced broken one).
-  const pool = openPostgres(config.databaseUrl, { max: role === 'server' ? config.pgPoolMax : 2, onError, idleInTransactionMs: Math.max(250, Math.floor(leaseMs / 2)) })
+  const pool = openPostgres(config.databaseUrl, { max: role === 'server' ? config.pgPoolMax : 2, onError, idleInTransactionMs: Math.max(250, Math.floor(leaseMs / 2)), connectTimeoutMs })
   try {
     const applied = role === 'server' ? await migratePostgres(pool) : []
     const expected = latestPgSchemaVersion()

@@ -83,14 +83,27 @@ export interface PostgresJobStore extends AsyncJobStore {
   readonly pool: pg.Pool
 }
 
+/** How long a new connection may take to be ready, and a caller may wait for a pool's free one. */
+export const CONNECT_TIMEOUT_MS = 15_000
+
 /** A pool for `connectionString`; a connection error on an idle client goes to `onError` instead of crashing. */
-export function openPostgres (connectionString: string, options: { max?: number, onError?: (err: Error) => void, idleInTransactionMs?: number } = {}): pg.Pool {
+export function openPostgres (connectionString: string, options: { max?: number, onError?: (err: Error) => void, idleInTransactionMs?: number, connectTimeoutMs?: number } = {}): pg.Pool {
   // A process frozen (SIGSTOP, swapped out, a debugger) inside a transaction would hold its row locks for as long
   // as it stays frozen, and every node's takeover of that job would wait on them: PostgreSQL ends such a session
   // after idleInTransactionMs, which frees its locks and rolls its writes back.
   // TCP keepalive: a connection whose peer vanished (a network black hole) is noticed by the OS instead of leaving
-  // a query waiting for ever.
-  const pool = new pg.Pool({ connectionString, max: options.max ?? 10, idle_in_transaction_session_timeout: options.idleInTransactionMs, keepAlive: true })
+  // a query waiting for ever; probes start after 10 s of silence instead of the OS's default two hours.
+  // connectionTimeoutMillis: a connection that is not ready within it fails (a host that drops packets, or accepts
+  // and never answers, would otherwise hold a node's start for minutes, far past DB_WAIT_SECONDS); it also bounds
+  // how long a caller waits for a free connection of a busy pool.
+  const pool = new pg.Pool({
+    connectionString,
+    max: options.max ?? 10,
+    idle_in_transaction_session_timeout: options.idleInTransactionMs,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS
+  })
   const onError = options.onError ?? (() => {})
   pool.on('error', onError)
   // The pool listens for errors of idle clients only: a client checked out (inside tx()) whose connection drops
