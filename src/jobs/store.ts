@@ -118,6 +118,17 @@ export interface Throughput {
 /** A checkpoint is in the history if it is an attempt's first, or the last one there is this old (ms). */
 const CHECKPOINT_EVENT_EVERY_MS = 60_000
 
+/** The count of one status (@status) among the jobs `filter` matches: per status, so that (status, id),
+ *  (status, type, id) or (status, name) answer it alone, without reading the rows. */
+export const countSql = (filter: JobFilter): string => `SELECT count(*) FROM jobs WHERE status = @status${filterSql(filter, true).where}`
+
+/**
+ * The next job to claim: the highest priority, then the oldest. Read on the queue's own partial index, in its order:
+ * left to itself the planner picks (status, created_at) and sorts every pending job for each claim, ~2 ms at 10 000
+ * pending (MAX_PENDING's default) inside the claim's write transaction, against ~0.02 ms on jobs_queue.
+ */
+export const NEXT_PENDING_SQL = "SELECT * FROM jobs INDEXED BY jobs_queue WHERE status = 'pending' ORDER BY priority DESC, id LIMIT 1"
+
 /** One entry of the change feed: a job's latest state, or the id of a deleted job; `seq` is its change number. */
 export type Change = { seq: number, row: JobRow, deleted?: undefined } | { seq: number, deleted: number, row?: undefined }
 
@@ -149,11 +160,8 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     return prepareShaped(`list:${columns}:${status === null ? '' : 's'}:${shape}`, () =>
       `SELECT ${columns} FROM jobs WHERE id < @cursor${status === null ? '' : ' AND status = @status'}${where} ORDER BY id DESC LIMIT @limit`)
   }
-  const countShaped = (filter: JobFilter): Database.Statement => {
-    const { where, shape } = filterSql(filter, true)
-    // Per status, so that (status, id) or (status, type, id) answer it alone, without reading the rows.
-    return prepareShaped(`count:${shape}`, () => `SELECT count(*) FROM jobs WHERE status = @status${where}`).pluck()
-  }
+  const countShaped = (filter: JobFilter): Database.Statement =>
+    prepareShaped(`count:${filterSql(filter, true).shape}`, () => countSql(filter)).pluck()
   // ---- history (migrations/006) ----
   const addEventStmt = db.prepare<{ id: number, kind: JobEventKind, detail: string | null, attempt: number | null, now: number }>(`
     INSERT INTO job_events (job_id, at, kind, attempt, lease, step, detail)
@@ -171,8 +179,7 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     UPDATE jobs SET stop_request = @request, stop_requested_at = @now, updated_at = @now
     WHERE id = @id AND status = 'running' AND (stop_request IS NULL OR stop_request = 'release')`)
   const deleteStmt = db.prepare<[number]>("DELETE FROM jobs WHERE id = ? AND status IN ('done', 'failed', 'canceled')")
-  const nextPendingStmt = db.prepare<[], JobRow>(`
-    SELECT * FROM jobs WHERE status = 'pending' ORDER BY priority DESC, id LIMIT 1`)
+  const nextPendingStmt = db.prepare<[], JobRow>(NEXT_PENDING_SQL)
   const claimStmt = db.prepare<{ id: number, worker: string, node: string | null, now: number }, JobRow>(`
     UPDATE jobs SET status = 'running', lease = lease + 1, attempts = attempts + 1, worker = @worker, node = @node, pid = NULL, pid_start = NULL,
       heartbeat_at = @now, stop_request = NULL, stop_requested_at = NULL,

@@ -1,7 +1,7 @@
 import t from 'tap'
 import type { NewJob } from '../../src/jobs/types.js'
 import { openDb } from '../../src/db.js'
-import { createJobStore } from '../../src/jobs/store.js'
+import { countSql, createJobStore, NEXT_PENDING_SQL } from '../../src/jobs/store.js'
 import { tmpDb } from '../fixtures/helpers.js'
 
 const job = (over: Partial<NewJob> = {}): NewJob => ({
@@ -256,4 +256,25 @@ t.test('a database-busy exit gives the job back without using an attempt', async
   t.equal(after.attempts, 0, 'the attempt is given back')
   t.equal(after.error, 'database busy', 'the reason is kept')
   t.notOk(store.giveBack(claim, 'again'), 'a second give-back of the same attempt does nothing')
+})
+
+t.test('a claim reads the queue index in its order, and a count by name reads an index, never every row', async (t) => {
+  const { db, store } = tmpDb(t)
+  // A queue of 3 000 pending jobs over 3 priorities, and as many finished ones, so the planner has rows to weigh.
+  const insert = db.prepare(`INSERT INTO jobs (type, name, params, status, step, steps, progress, attempts, lease, priority, created_at, updated_at)
+    VALUES ('lyapunov', @name, '{}', @status, 0, 3, 0, 0, 0, @priority, @at, @at)`)
+  db.transaction(() => {
+    for (let i = 0; i < 6000; i++) insert.run({ name: i % 50 < 2 ? `Nightly ${i}` : `run ${i}`, status: i % 2 ? 'pending' : 'done', priority: i % 3, at: 1_000_000 + i })
+  })()
+  const plan = (sql: string, binds: Record<string, unknown> = {}): string =>
+    (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(binds) as Array<{ detail: string }>).map((r) => r.detail).join(' | ')
+  const claimPlan = plan(NEXT_PENDING_SQL)
+  t.match(claimPlan, /jobs_queue/, `the claim reads jobs_queue (${claimPlan})`)
+  t.notMatch(claimPlan, /TEMP B-TREE/, 'and sorts nothing')
+  const countPlan = plan(countSql({ name: 'nightly' }), { status: 'done', fName: '%nightly%' })
+  t.match(countPlan, /COVERING INDEX jobs_status_name/, `a count by name reads (status, name) alone (${countPlan})`)
+  // The order the index gives is the claim order: priority first, then the oldest.
+  const expected = db.prepare("SELECT min(id) AS id FROM jobs WHERE status = 'pending' AND priority = 2").get() as { id: number }
+  t.equal(store.claimNext('w1')?.id, expected.id, 'the oldest job of the highest priority is claimed first')
+  t.same(store.counts({ name: 'nIGHTLY' }), { pending: 120, running: 0, done: 120, failed: 0, canceled: 0 }, 'counts by name, whatever the case')
 })
