@@ -76,6 +76,12 @@ export function workerExecArgv (parent: readonly string[] = process.execArgv): s
 /** A runnable worker silent for this many leases is taken as hung rather than starved of CPU. */
 const UNRESPONSIVE_LEASES = 6
 
+/** A lease read from the database, within LEASE_MS's own bounds (src/config.ts) whatever a row says. */
+const clampLease = (ms: number): number => Math.min(Math.max(ms, MIN_LEASE_MS), MAX_LEASE_MS)
+
+/** The lease of a job's current attempt, recorded at its claim; undefined when claimed by an older server. */
+const leaseOf = (row: JobRow): number | undefined => (row.lease_ms ? clampLease(row.lease_ms) : undefined)
+
 /** How often the scheduler looks at the table even when nothing told it to. */
 const TICK_MS = 250
 
@@ -429,9 +435,11 @@ export function createScheduler ({ store, config, log, nodeId = config.nodeId, w
     const silent = silentMs ?? Infinity
     const pid = own?.process.pid ?? row.pid
     const runnable = state === 'running' || state === 'unknown' || state === 'unverified'
-    if (silent > config.leaseMs && (!runnable || silent > UNRESPONSIVE_LEASES * config.leaseMs)) {
+    // The attempt's own lease: an adopted worker forked by this node's previous process keeps the lease it had.
+    const lease = leaseOf(row) ?? config.leaseMs
+    if (silent > lease && (!runnable || silent > UNRESPONSIVE_LEASES * lease)) {
       const why = state === 'stopped' ? 'frozen' : state === 'gone' ? 'gone' : 'unresponsive'
-      const outcome = await lose(row, `no heartbeat for ${secondsOf(silent)} s (worker pid ${pid ?? 'unknown'} ${why})`, { signal: true, ifSilentForMs: config.leaseMs })
+      const outcome = await lose(row, `no heartbeat for ${secondsOf(silent)} s (worker pid ${pid ?? 'unknown'} ${why})`, { signal: true, ifSilentForMs: lease })
       return outcome === 'alive'
     }
     return true
@@ -446,14 +454,15 @@ export function createScheduler ({ store, config, log, nodeId = config.nodeId, w
    * carried out, anything else requeued with markLost(…, ifSilentForMs), which keeps the job with a worker that beat
    * meanwhile. A node that is itself alive (its row beats) watches a silent but runnable worker for up to
    * UNRESPONSIVE_LEASES leases before it gives up on it; other nodes wait as long for its jobs, so that they never
-   * take over a job its node still keeps. The lease is the job's node's own (recorded in the nodes table), not this
-   * node's: its worker fences itself on that one, so nodes configured with different leases never take a job from a
-   * worker still inside its own. No pid of these rows is ever read or signalled.
+   * take over a job its node still keeps. The lease is the attempt's own (recorded at its claim: the LEASE_MS its
+   * worker was forked with and fences itself on), else its node's (recorded in the nodes table), never this node's:
+   * nodes configured with different leases, or a node restarted with another one, never take a job from a worker
+   * still inside its own lease. No pid of these rows is ever read or signalled.
    */
   async function sweepJob ({ row, silentMs, runMs }: RunningJob, liveNodes: ReadonlySet<string>, leases: ReadonlyMap<string, number>): Promise<void> {
     const silent = silentMs ?? Infinity
     const nodeAlive = row.node !== null && row.node !== nodeId && liveNodes.has(row.node)
-    const lease = (row.node !== null && leases.get(row.node)) || config.leaseMs
+    const lease = leaseOf(row) ?? ((row.node !== null && leases.get(row.node)) || config.leaseMs)
     const patience = nodeAlive ? UNRESPONSIVE_LEASES * lease : lease
     const timedOut = row.timeout_ms !== null && runMs !== null && runMs >= row.timeout_ms
     if (silent <= patience) {
@@ -484,7 +493,7 @@ export function createScheduler ({ store, config, log, nodeId = config.nodeId, w
     try {
       const nodes = await store.nodes()
       // Within LEASE_MS's own bounds (config.ts), whatever a row says.
-      for (const n of nodes) if (n.lease_ms) leases.set(n.node_id, Math.min(Math.max(n.lease_ms, MIN_LEASE_MS), MAX_LEASE_MS))
+      for (const n of nodes) if (n.lease_ms) leases.set(n.node_id, clampLease(n.lease_ms))
       liveNodes = new Set(nodes.filter((n) => n.silent_ms <= (leases.get(n.node_id) ?? config.leaseMs)).map((n) => n.node_id))
     } catch {
       // Without the nodes table (not on this store yet), every other node's job gets the lease alone.
@@ -520,7 +529,7 @@ export function createScheduler ({ store, config, log, nodeId = config.nodeId, w
       if (!worker) break // Workers die at boot: wait out the pause.
       let row: JobRow | undefined
       try {
-        row = await store.claimNext(worker.token, worker.process.pid, nodeId)
+        row = await store.claimNext(worker.token, worker.process.pid, nodeId, config.leaseMs)
       } catch (err) {
         spares.unshift(worker)
         throw err

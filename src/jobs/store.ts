@@ -180,8 +180,9 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     WHERE id = @id AND status = 'running' AND (stop_request IS NULL OR stop_request = 'release')`)
   const deleteStmt = db.prepare<[number]>("DELETE FROM jobs WHERE id = ? AND status IN ('done', 'failed', 'canceled')")
   const nextPendingStmt = db.prepare<[], JobRow>(NEXT_PENDING_SQL)
-  const claimStmt = db.prepare<{ id: number, worker: string, node: string | null, now: number }, JobRow>(`
-    UPDATE jobs SET status = 'running', lease = lease + 1, attempts = attempts + 1, worker = @worker, node = @node, pid = NULL, pid_start = NULL,
+  const claimStmt = db.prepare<{ id: number, worker: string, node: string | null, leaseMs: number | null, now: number }, JobRow>(`
+    UPDATE jobs SET status = 'running', lease = lease + 1, attempts = attempts + 1, worker = @worker, node = @node, lease_ms = @leaseMs,
+      pid = NULL, pid_start = NULL,
       heartbeat_at = @now, stop_request = NULL, stop_requested_at = NULL,
       started_at = coalesce(started_at, @now), updated_at = @now
     WHERE id = @id AND status = 'pending'
@@ -518,11 +519,11 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
 
     // ---- scheduler side ----------------------------------------------------------------------------------
     /** Gives the next pending job (highest priority, then oldest) to the worker `worker` (process `pid`, for
-     *  the history, of node `node`); undefined if none. */
-    claimNext (worker: string, pid?: number, node?: string): JobRow | undefined {
+     *  the history, of node `node`, forked with lease `leaseMs`); undefined if none. */
+    claimNext (worker: string, pid?: number, node?: string, leaseMs?: number): JobRow | undefined {
       return db.transaction(() => {
         const next = nextPendingStmt.get()
-        const claimed = next ? claimStmt.get({ id: next.id, worker, node: node ?? null, now: clock() }) : undefined
+        const claimed = next ? claimStmt.get({ id: next.id, worker, node: node ?? null, leaseMs: leaseMs ?? null, now: clock() }) : undefined
         if (claimed) record(claimed.id, 'claimed', { pid: pid ?? null })
         return claimed
       }).immediate()

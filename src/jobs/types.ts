@@ -47,6 +47,9 @@ export interface JobRow {
   pid_start: number | null
   /** Id of the node whose worker holds the current attempt (see the nodes table); null when none or unknown. */
   node: string | null
+  /** LEASE_MS of the node that claimed the current attempt, which its worker fences itself on: how long the attempt's
+   *  silence is waited for. Null when claimed by an older server (its node's recorded lease applies). */
+  lease_ms: number | null
   heartbeat_at: number | null
   stop_request: StopRequest | null
   stop_requested_at: number | null

@@ -120,8 +120,9 @@ export interface AsyncJobStore {
 
   // ---- scheduler side ------------------------------------------------------------------------------------
   /** Gives the next pending job (highest priority, then oldest) to worker token `worker` with a new lease;
-   *  `pid` (the worker's process) and `node` (the claiming node's id) are recorded with it. */
-  claimNext (worker: string, pid?: number, node?: string): Promise<JobRow | undefined>
+   *  `pid` (the worker's process), `node` (the claiming node's id) and `leaseMs` (the LEASE_MS the worker was
+   *  forked with) are recorded with it. */
+  claimNext (worker: string, pid?: number, node?: string, leaseMs?: number): Promise<JobRow | undefined>
   /** Running jobs. */
   running (): Promise<JobRow[]>
   /** Running jobs with their heartbeat, run and stop ages by the database's clock. */

@@ -39,7 +39,7 @@ const ms = (expr: string, as: string): string => `floor(extract(epoch from ${exp
 /** The columns of a JobRow, read from table alias `a`. */
 const jobColumns = (a: string): string => [
   'id', 'type', 'name', 'params', 'priority', 'status', 'step', 'steps', 'progress', 'result', 'error', 'attempts',
-  'lease', 'worker', 'pid', 'pid_start', 'node'
+  'lease', 'worker', 'pid', 'pid_start', 'node', 'lease_ms'
 ].map((c) => `${a}.${c}`).concat([
   ms(`${a}.heartbeat_at`, 'heartbeat_at'), `${a}.stop_request`, ms(`${a}.stop_requested_at`, 'stop_requested_at'),
   `${a}.timeout_ms`, `${a}.idempotency_key`, `${a}.retry_of`, ms(`${a}.created_at`, 'created_at'),
@@ -475,19 +475,19 @@ export function createPostgresJobStore (pool: pg.Pool, { ownsPool = false } = {}
 
     // ---- scheduler side ----------------------------------------------------------------------------------
     // One statement: the claim and its 'claimed' event commit together.
-    claimNext: (worker, pid, node) => one(pool, `
+    claimNext: (worker, pid, node, leaseMs) => one(pool, `
       WITH next AS (
         SELECT id FROM jobs WHERE status = 'pending' ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED),
       claimed AS (
         UPDATE jobs j SET status = 'running', lease = j.lease + 1, attempts = j.attempts + 1, worker = $1, node = $2,
-          pid = NULL, pid_start = NULL, heartbeat_at = now(), stop_request = NULL, stop_requested_at = NULL,
+          lease_ms = $4, pid = NULL, pid_start = NULL, heartbeat_at = now(), stop_request = NULL, stop_requested_at = NULL,
           started_at = coalesce(j.started_at, now()), updated_at = now()
         FROM next WHERE j.id = next.id AND j.status = 'pending'
         RETURNING ${J}),
       event AS (
         INSERT INTO job_events (job_id, at, kind, attempt, lease, step, detail)
         SELECT id, now(), 'claimed', attempts, lease, step, $3 FROM claimed)
-      SELECT * FROM claimed`, [worker, node ?? null, JSON.stringify({ pid: pid ?? null })]),
+      SELECT * FROM claimed`, [worker, node ?? null, JSON.stringify({ pid: pid ?? null }), leaseMs ?? null]),
 
     async running () {
       const { rows } = await pool.query<Raw>(`SELECT ${J} FROM jobs j WHERE j.status = 'running' ORDER BY j.id`)

@@ -62,8 +62,8 @@ export function asyncSqliteStore (store: JobStore, clock: () => number = Date.no
 
     // The synchronous claim returns its row through RETURNING, which shows seq as it was before the change-counter
     // trigger ran: read the row back for its version, as submit does.
-    claimNext: (worker, pid, node) => run(() => {
-      const row = store.claimNext(worker, pid, node)
+    claimNext: (worker, pid, node, leaseMs) => run(() => {
+      const row = store.claimNext(worker, pid, node, leaseMs)
       return row && (store.get(row.id) ?? row)
     }),
     running: () => run(() => store.running()),

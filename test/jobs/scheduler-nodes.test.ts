@@ -49,10 +49,11 @@ async function frozenLookalike (t: Test, tokens: string[]): Promise<ChildProcess
   return proc as ChildProcess & { pid: number }
 }
 
-/** A job claimed by `node` for worker `token`, whose first heartbeat recorded `pid` with its real start time. */
-function runningOn (store: JobStore, node: string, token: string, pid: number, over: Partial<NewJob> = {}): number {
+/** A job claimed by `node` for worker `token` (forked with `leaseMs`, when given), whose first heartbeat recorded `pid`
+ *  with its real start time. */
+function runningOn (store: JobStore, node: string, token: string, pid: number, over: Partial<NewJob> = {}, leaseMs?: number): number {
   const { row } = store.submit(job(over), 100)
-  const claim = store.claimNext(token, pid, node)
+  const claim = store.claimNext(token, pid, node, leaseMs)
   if (claim?.id !== row.id) throw new Error('claimed another job')
   store.beat(claim, { step: 0, progress: 0, pid, pidStart: processStartTime(pid) })
   return row.id
@@ -160,6 +161,32 @@ t.test('another node\'s job is waited for as long as that node\'s own lease, not
   t.match(taken.error, /no heartbeat for \d+ s \(worker of node node-b\)/, `why: ${taken.error}`)
   const nodes = await jobs.nodes()
   t.same(nodes.map((n) => [n.node_id, n.lease_ms]).sort(), [['node-a', 1000], ['node-b', 4000]], 'each node is listed with its lease')
+})
+
+t.test('a job is waited for as long as the lease its worker was forked with, after its node restarted with a shorter one', { skip: noProc }, async (t) => {
+  const { store, jobs, path } = tmpDb(t)
+  // node-a and node-b ran with LEASE_MS=4000 and were restarted with 1000 (node-b's row says so now; node-a is this
+  // scheduler), while a worker of each, forked before the restart, still fences itself on 4000.
+  await jobs.registerNode({ node_id: 'node-b', boot_id: 'boot-b', pid: 1, host: 'b', lease_ms: 1000 })
+  const lookalike = await frozenLookalike(t, ['old-lease-a', 'old-lease-b'])
+  const ids = [runningOn(store, 'node-a', 'old-lease-a', lookalike.pid, {}, 4000), runningOn(store, 'node-b', 'old-lease-b', lookalike.pid, {}, 4000)]
+  const beats = beating(t, store, ids)
+  const s = scheduler(t, jobs, path, 'node-a', { MAX_ATTEMPTS: '1' }, { sweepIntervalMs: 100 })
+  await s.start()
+  const lastBeat = beats.stop()
+  // 2.5 s of silence: past every node's lease now, well inside the one these workers fence themselves on.
+  await sleep(2500)
+  for (const id of ids) {
+    const row = store.get(id)!
+    t.equal(row.status, 'running', `job ${id} still running after ${Date.now() - lastBeat} ms of silence`)
+    t.equal(row.attempts, 1, `job ${id}: not taken over`)
+  }
+  const taken = await Promise.all(ids.map((id) => waitFor(() => { const r = store.get(id); return r && r.status !== 'running' && r }, 15_000, `job ${id} to be taken over`)))
+  for (const row of taken) {
+    const waited = row.updated_at - lastBeat
+    t.ok(waited >= 4000, `job ${row.id} (node ${row.node}) taken over ${waited} ms after its last heartbeat: past its lease of 4000 ms`)
+    t.match(row.error, /no heartbeat for \d+ s/, `why: ${row.error}`)
+  }
 })
 
 t.test('two schedulers on one database sweep once per interval between them, and take a silent job over once', async (t) => {
