@@ -2,6 +2,9 @@
  * Several nodes on one PostgreSQL, with real processes (test/fixtures/nodes.ts): a cancel across nodes, the live
  * stream across nodes with a transaction committed late, and PostgreSQL restarted under running jobs.
  */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import type { Test } from 'tap'
@@ -16,6 +19,15 @@ t.setTimeout(600_000)
 let cluster: PgCluster
 t.before(async () => { cluster = await startPostgres(t) })
 const shared = (t: Test) => sharedDb(t, cluster)
+
+/** The JSON lines of a log file written so far (none while it does not exist). */
+function logLines (file: string): Array<Record<string, unknown>> {
+  try {
+    return readFileSync(file, 'utf8').split('\n').filter(Boolean).flatMap((l) => { try { return [JSON.parse(l)] } catch { return [] } })
+  } catch {
+    return []
+  }
+}
 
 t.test('a cancel sent to one node stops a worker of another node, through the database', async (t) => {
   const { node } = await shared(t)
@@ -123,11 +135,17 @@ t.test('a second server under a NODE_ID that is running refuses to start, changi
 t.test('a node started while PostgreSQL is down waits for it (DB_WAIT_SECONDS), then serves; what waiting cannot fix exits at once', async (t) => {
   const { url, db } = await shared(t)
   await db.end()
-  // restart() stops the cluster before it returns: the node below starts with nothing listening on the port.
-  const back = cluster.restart(3000)
-  const waited = await startServer(t, { ...FAST, DATABASE_URL: url, NODE_ID: 'late', DB_WAIT_SECONDS: '60' })
+  // restart() stops the cluster before it returns: the node below starts with nothing listening on the port, and
+  // PostgreSQL stays down until the node has said twice that it waits (a node slow to start on a loaded machine
+  // must still find it down).
+  const lateLog = join(mkdtempSync(join(tmpdir(), 'nonstop-late-')), 'server.log')
+  t.teardown(() => rmSync(dirname(lateLog), { recursive: true, force: true }))
+  const waitMessage = 'PostgreSQL is not accepting connections yet; trying again'
+  const warned = () => logLines(lateLog).filter((l) => l.msg === waitMessage).length
+  const back = cluster.restart(waitFor(() => warned() >= 2, 60_000, 'the late node to say twice that it waits'))
+  const waited = await startServer(t, { ...FAST, DATABASE_URL: url, NODE_ID: 'late', DB_WAIT_SECONDS: '60', LOG_FILE: lateLog })
   await back
-  const retries = waited.logs().filter((l) => l.msg === 'PostgreSQL is not accepting connections yet; trying again')
+  const retries = waited.logs().filter((l) => l.msg === waitMessage)
   t.ok(retries.length >= 2, `it said so while waiting (${retries.length} warnings)`)
   t.match(retries[0], { level: 40, err: { code: 'ECONNREFUSED' }, attempt: 1, waitSeconds: 60 }, 'each warning says why, which try and how long it waits')
   const { body: created } = await api(waited.url, '/api/jobs', { body: { n: 4, steps: 20, seed: 3 } })
@@ -142,11 +160,12 @@ t.test('a node started while PostgreSQL is down waits for it (DB_WAIT_SECONDS), 
     /server exited with 1: .*no_such_database/, 'a missing database: exit 1 with its name')
   t.ok(Date.now() - started < 20_000, `without waiting the 60 s (${Date.now() - started} ms)`)
 
-  // DB_WAIT_SECONDS=0: PostgreSQL down means exit 1, as before.
-  const down = cluster.restart(2000)
+  // DB_WAIT_SECONDS=0: PostgreSQL down means exit 1, as before. Down until the node has exited (or has come up
+  // wrongly), however long its start takes on a loaded machine.
   const t0 = Date.now()
-  await t.rejects(startServer(t, { ...FAST, DATABASE_URL: url, NODE_ID: 'impatient', DB_WAIT_SECONDS: '0' }),
-    /server exited with 1: .*cannot open the database/, 'DB_WAIT_SECONDS=0: exit 1 at the first refusal')
+  const impatient = startServer(t, { ...FAST, DATABASE_URL: url, NODE_ID: 'impatient', DB_WAIT_SECONDS: '0' })
+  const down = cluster.restart(impatient)
+  await t.rejects(impatient, /server exited with 1: .*cannot open the database/, 'DB_WAIT_SECONDS=0: exit 1 at the first refusal')
   t.ok(Date.now() - t0 < 15_000, `at once (${Date.now() - t0} ms)`)
   await down
 })

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import t from 'tap'
 import { openDb } from '../../src/db.js'
-import { api, startServer, waitFor } from '../fixtures/helpers.js'
+import { api, startServer, startsOf, waitFor } from '../fixtures/helpers.js'
 
 const FAST = { HEARTBEAT_MS: '200', CHECKPOINT_MS: '300', LEASE_MS: '3000', STOP_GRACE_MS: '1500', MAX_CONCURRENCY: '2', MAX_ATTEMPTS: '3' }
 
@@ -104,8 +104,9 @@ t.test('matpow and matmul of a permutation: the closed form, and the same sha256
     t.equal(a.status, 'done', `${type} uninterrupted: done (${a.error ?? ''})`)
     t.equal(b.status, 'done', `${type} killed: done (${b.error ?? ''})`)
     t.equal(b.attempts, 2, `${type}: a second attempt finished it`)
-    const starts = server.logs().filter((l) => l.jobId === killed.id && l.event === 'started')
-    t.ok(typeof starts[1]?.resumedFromStep === 'number' && starts.length === 2, `${type}: resumed from its checkpoint (step ${starts[1]?.resumedFromStep})`)
+    const { starts, givenBack } = startsOf(server.logs(), killed.id)
+    t.equal(starts.length, b.attempts + givenBack, `${type}: started once per attempt (${givenBack} given back without one)`)
+    t.ok(typeof starts.at(-1)?.resumedFromStep === 'number', `${type}: resumed from its checkpoint (step ${starts.at(-1)?.resumedFromStep})`)
     t.equal(b.result.sha256, a.result.sha256, `${type}: the resumed result has the same sha256`)
     return a
   }
