@@ -79,8 +79,10 @@ const UNRESPONSIVE_LEASES = 6
 /** A lease read from the database, within LEASE_MS's own bounds (src/config.ts) whatever a row says. */
 const clampLease = (ms: number): number => Math.min(Math.max(ms, MIN_LEASE_MS), MAX_LEASE_MS)
 
-/** The lease of a job's current attempt, recorded at its claim; undefined when claimed by an older server. */
-const leaseOf = (row: JobRow): number | undefined => (row.lease_ms ? clampLease(row.lease_ms) : undefined)
+/** The lease of a job's current attempt, recorded at its claim; undefined when claimed by an older server (which
+ *  records none: a lease_ms recorded for an earlier attempt is not this one's). */
+const leaseOf = (row: JobRow): number | undefined =>
+  (row.lease_ms && row.lease_ms_lease === row.lease ? clampLease(row.lease_ms) : undefined)
 
 /** How often the scheduler looks at the table even when nothing told it to. */
 const TICK_MS = 250

@@ -181,7 +181,7 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
   const deleteStmt = db.prepare<[number]>("DELETE FROM jobs WHERE id = ? AND status IN ('done', 'failed', 'canceled')")
   const nextPendingStmt = db.prepare<[], JobRow>(NEXT_PENDING_SQL)
   const claimStmt = db.prepare<{ id: number, worker: string, node: string | null, leaseMs: number | null, now: number }, JobRow>(`
-    UPDATE jobs SET status = 'running', lease = lease + 1, attempts = attempts + 1, worker = @worker, node = @node, lease_ms = @leaseMs,
+    UPDATE jobs SET status = 'running', lease = lease + 1, attempts = attempts + 1, worker = @worker, node = @node, lease_ms = @leaseMs, lease_ms_lease = lease + 1,
       pid = NULL, pid_start = NULL,
       heartbeat_at = @now, stop_request = NULL, stop_requested_at = NULL,
       started_at = coalesce(started_at, @now), updated_at = @now

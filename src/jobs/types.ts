@@ -50,6 +50,9 @@ export interface JobRow {
   /** LEASE_MS of the node that claimed the current attempt, which its worker fences itself on: how long the attempt's
    *  silence is waited for. Null when claimed by an older server (its node's recorded lease applies). */
   lease_ms: number | null
+  /** The attempt (`lease`) that `lease_ms` was recorded for: `lease_ms` counts only while the two are equal (a claim
+   *  by an older server, in a rolling upgrade, moves `lease` on and leaves `lease_ms` as it was). */
+  lease_ms_lease: number | null
   heartbeat_at: number | null
   stop_request: StopRequest | null
   stop_requested_at: number | null

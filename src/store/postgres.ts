@@ -39,7 +39,7 @@ const ms = (expr: string, as: string): string => `floor(extract(epoch from ${exp
 /** The columns of a JobRow, read from table alias `a`. */
 const jobColumns = (a: string): string => [
   'id', 'type', 'name', 'params', 'priority', 'status', 'step', 'steps', 'progress', 'result', 'error', 'attempts',
-  'lease', 'worker', 'pid', 'pid_start', 'node', 'lease_ms'
+  'lease', 'worker', 'pid', 'pid_start', 'node', 'lease_ms', 'lease_ms_lease'
 ].map((c) => `${a}.${c}`).concat([
   ms(`${a}.heartbeat_at`, 'heartbeat_at'), `${a}.stop_request`, ms(`${a}.stop_requested_at`, 'stop_requested_at'),
   `${a}.timeout_ms`, `${a}.idempotency_key`, `${a}.retry_of`, ms(`${a}.created_at`, 'created_at'),
@@ -480,7 +480,7 @@ export function createPostgresJobStore (pool: pg.Pool, { ownsPool = false } = {}
         SELECT id FROM jobs WHERE status = 'pending' ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED),
       claimed AS (
         UPDATE jobs j SET status = 'running', lease = j.lease + 1, attempts = j.attempts + 1, worker = $1, node = $2,
-          lease_ms = $4, pid = NULL, pid_start = NULL, heartbeat_at = now(), stop_request = NULL, stop_requested_at = NULL,
+          lease_ms = $4, lease_ms_lease = j.lease + 1, pid = NULL, pid_start = NULL, heartbeat_at = now(), stop_request = NULL, stop_requested_at = NULL,
           started_at = coalesce(j.started_at, now()), updated_at = now()
         FROM next WHERE j.id = next.id AND j.status = 'pending'
         RETURNING ${J}),

@@ -189,6 +189,27 @@ t.test('a job is waited for as long as the lease its worker was forked with, aft
   }
 })
 
+t.test('a lease recorded for an earlier attempt is not the current one\'s: a job re-claimed by an older server is judged by its node\'s lease', { skip: noProc }, async (t) => {
+  const { store, jobs, path, db } = tmpDb(t)
+  // node-old runs a server older than the per-attempt lease (LEASE_MS=1000, in its node row) and is gone. The job's
+  // first attempt was claimed by a node with LEASE_MS=4000; node-old's claim moved the lease on without a lease_ms.
+  await jobs.registerNode({ node_id: 'node-old', boot_id: 'boot-old', pid: 1, host: 'old', lease_ms: 1000 })
+  const lookalike = await frozenLookalike(t, ['first-attempt', 'old-server-worker'])
+  const id = runningOn(store, 'node-b', 'first-attempt', lookalike.pid, {}, 4000)
+  db.prepare("UPDATE jobs SET lease = lease + 1, attempts = attempts + 1, worker = 'old-server-worker', node = 'node-old', pid = NULL WHERE id = ?").run(id)
+  const claimedByOld = store.get(id)!
+  t.match(claimedByOld, { lease: 2, lease_ms: 4000, lease_ms_lease: 1, node: 'node-old' }, 'the row keeps the first attempt\'s lease_ms')
+  const beats = beating(t, store, [id])
+  const s = scheduler(t, jobs, path, 'node-a', { MAX_ATTEMPTS: '1' }, { sweepIntervalMs: 100 })
+  await s.start()
+  await sleep(1300) // node-old's own row falls silent past its lease: the job's node is gone
+  const lastBeat = beats.stop()
+  const taken = await waitFor(() => { const r = store.get(id); return r && r.status !== 'running' && r }, 15_000, 'the job to be taken over')
+  const waited = taken.updated_at - lastBeat
+  t.ok(waited >= 1000 && waited < 3500, `taken over ${waited} ms after its last heartbeat: node-old's lease of 1000 ms, not the 4000 ms of an earlier attempt`)
+  t.match(taken.error, /no heartbeat for \d+ s \(worker of node node-old\)/, `why: ${taken.error}`)
+})
+
 t.test('two schedulers on one database sweep once per interval between them, and take a silent job over once', async (t) => {
   const { store, jobs, path, db } = tmpDb(t)
   const second = openDb(path)
