@@ -157,6 +157,12 @@ function inChild (kernel, n, width) {
 
 const show = (x) => (x ? `${x.cpu} (wall ${x.wall})` : '-')
 
+/** Interleaved rounds of the job's product and of a whole step at n = 1000. */
+const ROUNDS = 3
+
+/** The run with the median GF/s by `by` (CPU time, or wall clock), its other figure with it. */
+const medianRun = (runs, by = 'cpu') => [...runs].sort((a, b) => a[by] - b[by])[Math.floor(runs.length / 2)]
+
 /** Sizes to measure: BENCH_COMPUTE_SIZES=1000 (comma-separated) for a quick run on a busy machine; n = 1000 is always in. */
 const SIZES = process.env.BENCH_COMPUTE_SIZES ? [...new Set([1000, ...process.env.BENCH_COMPUTE_SIZES.split(',').map(Number)])].sort((a, b) => a - b) : [250, 500, 1000, 2000]
 /** BENCH_COMPUTE_WIDTHS=0 skips the panel-width comparison. */
@@ -170,6 +176,17 @@ export async function run () {
     for (const kernel of ['kernel', 'step', 'step2', 'panel', 'arrays', 'dense', 'ikj']) {
       line[kernel] = kernel.startsWith('step') && SLICE[n].steps === 0 ? null : inChild(kernel, n)
     }
+    if (n === 1000) {
+      // The headline ratios (whole step ÷ its own product, 2 threads ÷ 1) from ROUNDS interleaved rounds of fresh
+      // processes, the median of each: one run alone moves by ±15 % with the host's slower mode, and a 2-thread
+      // run by wall clock with anything else that wakes on the 2 cores.
+      line.rounds = { kernel: [line.kernel], step: [line.step], step2: [line.step2] }
+      for (let r = 1; r < ROUNDS; r++) for (const kernel of ['kernel', 'step', 'step2']) line.rounds[kernel].push(inChild(kernel, n))
+      line.kernel = medianRun(line.rounds.kernel)
+      line.step = medianRun(line.rounds.step)
+      line.step2 = medianRun(line.rounds.step2, 'wall')
+      line.stepWall = medianRun(line.rounds.step, 'wall').wall
+    }
     line.vsDense = round(line.kernel.cpu / line.dense.cpu, 2)
     line.vsArrays = round(line.kernel.cpu / line.arrays.cpu, 2)
     line.vsIkj = round(line.kernel.cpu / line.ikj.cpu, 2)
@@ -177,7 +194,7 @@ export async function run () {
       line.jobVsKernel = round(line.step.cpu / line.kernel.cpu, 2)
       line.jobVsDense = round(line.step.cpu / line.dense.cpu, 2)
       line.job2VsDense = round(line.step2.wall / line.dense.wall, 2)
-      line.job2VsJob = round(line.step2.wall / line.step.wall, 2)
+      line.job2VsJob = round(line.step2.wall / (line.stepWall ?? line.step.wall), 2)
     }
     table.push(line)
     console.log(`n=${n} (load ${line.load}): job kernel ${show(line.kernel)} GF/s, whole step 1 thread ${show(line.step)}, 2 threads ${show(line.step2)}, previous panel product ${show(line.panel)}, stock arrays ${show(line.arrays)}, stock dense ${show(line.dense)}, i-k-j ${show(line.ikj)}`)
@@ -200,9 +217,9 @@ export async function run () {
     rows: [
       { metric: 'job product GF/s, n=1000 (mathjs matrix-vector on row blocks), 1 thread, by CPU time', target: '≥ 0.5', measured: `${at.kernel.cpu} (wall ${at.kernel.wall}; load ${at.load})`, pass: at.kernel.cpu >= 0.5 },
       { metric: 'whole job step GF/s (draw M_k + product + normalize), n=1000, 1 thread', target: '—', measured: `${at.step.cpu} (wall ${at.step.wall})`, pass: null },
-      { metric: 'whole job ÷ its own product, 1 thread, n=1000 (CPU)', target: '≥ 0.9', measured: `${at.jobVsKernel}`, pass: at.jobVsKernel >= 0.9 },
+      { metric: `whole job ÷ its own product, 1 thread, n=1000 (CPU; medians of ${ROUNDS} interleaved runs)`, target: '≥ 0.9', measured: `${at.jobVsKernel} (step ${at.rounds.step.map((x) => x.cpu).join(', ')}; product ${at.rounds.kernel.map((x) => x.cpu).join(', ')})`, pass: at.jobVsKernel >= 0.9 },
       { metric: 'whole job ÷ stock math.multiply (dense number), 1 thread, n=1000 (CPU)', target: '≥ 2.5', measured: `${at.jobVsDense}×`, pass: at.jobVsDense >= 2.5 },
-      { metric: 'whole job on 2 threads, n=1000 (wall GF/s; ÷ 1 thread; ÷ stock)', target: '≥ 1.7× 1 thread, ≥ 4× stock', measured: `${at.step2.wall} (${at.job2VsJob}×; ${at.job2VsDense}× stock, by wall)`, pass: at.job2VsJob >= 1.7 && at.job2VsDense >= 4 },
+      { metric: `whole job on 2 threads, n=1000 (wall GF/s, median of ${ROUNDS}; ÷ 1 thread; ÷ stock)`, target: '≥ 1.7× 1 thread, ≥ 4× stock', measured: `${at.step2.wall} (${at.job2VsJob}×; ${at.job2VsDense}× stock, by wall; runs ${at.rounds.step2.map((x) => x.wall).join(', ')})`, pass: at.job2VsJob >= 1.7 && at.job2VsDense >= 4 },
       { metric: 'previous layout: 32-column panel product GF/s, n=1000 (CPU)', target: '—', measured: `${at.panel.cpu} (job product is ${round(at.kernel.cpu / at.panel.cpu, 2)}× of it)`, pass: null },
       { metric: 'job product ÷ stock math.multiply, dense number, n=1000', target: 'report', measured: `${at.vsDense}×`, pass: null },
       { metric: 'job product ÷ stock math.multiply, nested arrays, n=1000', target: 'report', measured: `${at.vsArrays}×`, pass: null },
