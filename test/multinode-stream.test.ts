@@ -2,14 +2,14 @@
  * Several nodes on one PostgreSQL, with real processes (test/fixtures/nodes.ts): a cancel across nodes, the live
  * stream across nodes with a transaction committed late, and PostgreSQL restarted under running jobs.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import type { Test } from 'tap'
 import t from 'tap'
-import { api, pidRunning, startServer, waitFor } from './fixtures/helpers.js'
+import { api, logLines, pidRunning, startServer, waitFor } from './fixtures/helpers.js'
 import { allDone, FAST, history, job, reference, shared as sharedDb } from './fixtures/nodes.js'
 import { type PgCluster, startPostgres } from './fixtures/postgres.js'
 import { openStream } from './fixtures/sse.js'
@@ -19,15 +19,6 @@ t.setTimeout(600_000)
 let cluster: PgCluster
 t.before(async () => { cluster = await startPostgres(t) })
 const shared = (t: Test) => sharedDb(t, cluster)
-
-/** The JSON lines of a log file written so far (none while it does not exist). */
-function logLines (file: string): Array<Record<string, unknown>> {
-  try {
-    return readFileSync(file, 'utf8').split('\n').filter(Boolean).flatMap((l) => { try { return [JSON.parse(l)] } catch { return [] } })
-  } catch {
-    return []
-  }
-}
 
 t.test('a cancel sent to one node stops a worker of another node, through the database', async (t) => {
   const { node } = await shared(t)
