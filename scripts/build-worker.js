@@ -1,8 +1,9 @@
 // Run by `npm run build` after tsc, on the user's machine, from what is installed (nothing is downloaded):
 //
 // 1. dist/mathjs-core.cjs: mathjs `create()`d with only the factories a worker's product needs (multiply,
-//    DenseMatrix), one tree-shaken CommonJS file. Same mathjs code as the full bundle, so the same bits; a new
-//    process loads it and builds multiply's dispatch for a fraction of the full bundle's cost (src/jobs/math-core.ts).
+//    DenseMatrix) and no implicit conversions, one tree-shaken CommonJS file. Same mathjs code as the full bundle,
+//    so the same bits; a new process loads it and builds multiply's dispatch for a fraction of the full bundle's
+//    cost (src/jobs/math-core.ts).
 // 2. dist/jobs/worker-bundle.cjs: dist/jobs/worker.js and everything it imports (pino included; better-sqlite3,
 //    a native module, mathjs, loaded by path, and pg, required only on PostgreSQL, stay outside) in one CommonJS
 //    file, so a forked worker resolves, reads and compiles one file instead of ~60, and never starts the ES module
@@ -35,10 +36,36 @@ try {
   process.exit(0)
 }
 
+/**
+ * The factories of multiply and DenseMatrix and everything they depend on, less the classes of the number types a
+ * worker never multiplies (BigNumber, Complex, Fraction: optional dependencies of mathjs's `typed`). Read from
+ * mathjs's own dependency lists, so a new mathjs version brings its own.
+ */
+function coreFactories (math) {
+  const names = new Set()
+  const walk = (deps) => {
+    for (const [name, value] of Object.entries(deps)) {
+      if (typeof value === 'function') names.add(name)
+      else walk(value)
+    }
+  }
+  walk({ multiplyDependencies: math.multiplyDependencies, DenseMatrixDependencies: math.DenseMatrixDependencies })
+  for (const name of ['createBigNumberClass', 'createComplexClass', 'createFractionClass']) names.delete(name)
+  return [...names].sort()
+}
+
+// The core's `typed` also drops mathjs's implicit conversions (number → BigNumber, Complex, Fraction, Array →
+// Matrix, …) before any function is built. A worker only multiplies 'number' DenseMatrix objects, which dispatch
+// on exact signatures ('Matrix, Matrix' and, per element, typed.find(…, ['number', 'number'])): the same calls and
+// the same bits, while multiply's dispatch, built by every new worker, is built from a fraction of the signature
+// combinations (~30 → ~13 ms of CPU; docs/benchmarks.md, "Worker start"). A call the core cannot dispatch exactly
+// throws a TypeError instead of converting.
+const factories = coreFactories(await import('mathjs'))
 await esbuild.build({
   stdin: {
-    contents: `import { create, multiplyDependencies, DenseMatrixDependencies } from 'mathjs'
-export const math = create({ multiplyDependencies, DenseMatrixDependencies })`,
+    contents: `import { create, ${factories.join(', ')} } from 'mathjs'
+export const math = create({ ${factories.join(', ')} })
+math.typed.clearConversions()`,
     resolveDir: ROOT,
     loader: 'js'
   },

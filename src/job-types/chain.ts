@@ -17,6 +17,7 @@
 import type { MathJsInstance, Matrix as MathMatrix } from 'mathjs'
 import type { Checkpoint, JobContext, JobRun, ResultContext, StoredMatrix } from '../jobs/contract.js'
 import { CHAIN_PANEL, ChainKernel, type ChainProductBuffers } from '../jobs/threads/chain-product.js'
+import { monotonicMs } from '../jobs/clock.js'
 import { MAX_THREADS, threadLost, type ThreadSetup, ThreadPool } from '../jobs/threads/pool.js'
 import { matrixSha256 } from '../matrices/matrix.js'
 
@@ -195,7 +196,7 @@ export class ChainRun implements JobRun {
 
   advance (): void | Promise<void> {
     if (this.finished) return
-    const t = performance.now()
+    const t = monotonicMs()
     if (!this.current) this.begin()
     const rb = this.rowsPerBlock()
     const i0 = this.block * rb
@@ -243,7 +244,7 @@ export class ChainRun implements JobRun {
       this.panel++
       if (this.panel * PANEL_WIDTH >= current.n) this.finishProduct()
     }
-    this.computeMs += performance.now() - t
+    this.computeMs += monotonicMs() - t
   }
 
   private finishProduct (): void {

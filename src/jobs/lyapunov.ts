@@ -1,5 +1,6 @@
 import type { Matrix } from 'mathjs'
 import { mathCore } from './math-core.js'
+import { monotonicMs } from './clock.js'
 import { MAX_THREADS, type SharedBuffers, ThreadPool } from './threads/pool.js'
 import { PANEL_WIDTH, type ProductBuffers, ProductKernel } from './threads/product.js'
 
@@ -231,7 +232,7 @@ export class LyapunovRun {
 
   /** C_0 = M_0 / ‖M_0‖_F, with the norm added up as math.norm(M_0, 'fro') does (row by row) and the same division. */
   private start (): void {
-    const t = performance.now()
+    const t = monotonicMs()
     const { n, m } = this.buffers
     this.drawM(0)
     let fro = 0
@@ -239,7 +240,7 @@ export class LyapunovRun {
     const norm = Math.sqrt(fro)
     const c = this.buffers.c[0]
     for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) c[j * n + i] = m[i * n + j] / norm
-    this.computeMs += performance.now() - t
+    this.computeMs += monotonicMs() - t
   }
 
   private drawM (k: number): void {
@@ -254,7 +255,7 @@ export class LyapunovRun {
    */
   advance (): void | Promise<void> {
     if (this.finished) return
-    const t = performance.now()
+    const t = monotonicMs()
     this.drawM(this.step + 1)
     const first = this.nextSq.length
     const wanted = Math.min(this.panelCount - first, Math.max(1, Math.min(MAX_THREADS, Math.floor(this.threadsWanted()) || 1)))
@@ -308,7 +309,7 @@ export class LyapunovRun {
       this.nextSq = []
       this.step++
     }
-    this.computeMs += performance.now() - t
+    this.computeMs += monotonicMs() - t
   }
 
   /**

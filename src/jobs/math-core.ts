@@ -2,9 +2,9 @@
  * The mathjs a worker's product needs, loaded cheaply. A forked worker only ever calls `multiply` on 'number'
  * DenseMatrix objects; the full mathjs bundle costs a new process ~0.1 s of CPU to load and ~0.1 s more to build
  * multiply's dispatch, most of it for functions the worker never calls. `npm run build` makes dist/mathjs-core.cjs
- * (scripts/build-mathjs-core.js): mathjs `create()`d with only multiply's and DenseMatrix's factories, the same
- * code as the full bundle, so the same bits. Where that file is missing the full bundle stands in (one log line
- * from the worker says so).
+ * (scripts/build-worker.js): mathjs `create()`d with only multiply's and DenseMatrix's factories and without
+ * implicit conversions (a 'number' product dispatches on exact signatures), the same code as the full bundle, so
+ * the same bits. Where that file is missing the full bundle stands in (one log line from the worker says so).
  *
  * The full instance (`fullMath()`, what `JobContext.math` gives a job type) is loaded only when something asks.
  */

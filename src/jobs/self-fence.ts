@@ -9,6 +9,8 @@
  * the takeover's own delay. Times here are this process's monotonic clock: no other node's clock is involved.
  */
 
+import { monotonicMs } from './clock.js'
+
 /** Exit code of a worker that stopped computing because it could not write for nearly a lease. */
 export const EXIT_SELF_FENCED = 4
 
@@ -50,7 +52,7 @@ export interface FenceClock {
 }
 
 /** A clock whose budget starts at `start` (when the worker learned the job was its own). */
-export function createFenceClock (budgetMs: number, start = performance.now(), clock: () => number = () => performance.now()): FenceClock {
+export function createFenceClock (budgetMs: number, start = monotonicMs(), clock: () => number = () => monotonicMs()): FenceClock {
   let lastOk = start
   let failures = 0
   let nextTry = 0

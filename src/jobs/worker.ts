@@ -28,6 +28,7 @@ import { importJobType, parseUserModules } from '../job-types/resolve.js'
 import { processStartTime } from '../process-identity.js'
 import { openStores, type Stores } from '../store/open.js'
 import type { Attempt, Fenced } from '../store/job-store.js'
+import { monotonicMs } from './clock.js'
 import type { Checkpoint, JobRun } from './contract.js'
 import { coreCount, threadShare } from './cores.js'
 import { createJobContext } from './job-context.js'
@@ -113,7 +114,7 @@ async function waitForAssignment (stores: Stores): Promise<{ row: JobRow, seenAt
   const { jobs, sqlite } = stores
   let failures = 0
   const look = async (): Promise<{ row: JobRow, seenAt: number } | undefined> => {
-    const seenAt = performance.now()
+    const seenAt = monotonicMs()
     try {
       const row = await jobs.assigned(token)
       failures = 0
