@@ -27,6 +27,16 @@ export function openDb (path: string): Db {
 }
 
 /**
+ * A statement prepared at its first use, then reused. A store holds ~45 statements and a worker runs about ten of
+ * them: preparing every one when the store is made cost each new worker ~4 ms of CPU (docs/benchmarks.md, "Worker
+ * start"). A statement's SQL is still checked, by the first test that runs it.
+ */
+export function prepareLazily<T> (prepare: () => T): () => T {
+  let statement: T | undefined
+  return () => (statement ??= prepare())
+}
+
+/**
  * The driver's compiled addon where `npm ci` builds it, given to the driver directly (its documented
  * `nativeBinding` option) so that it does not probe a dozen candidate paths for it: ~4 ms of every worker's start.
  * Where it is not there (another build layout), the driver finds it as usual.

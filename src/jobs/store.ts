@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3'
-import type { Db } from '../db.js'
+import { type Db, prepareLazily } from '../db.js'
 import { ConflictError, NotFoundError, QueueFullError } from '../errors.js'
 import type { JobEventDetail, JobEventKind, JobEventRow, StopRequester } from './history.js'
 import { createdIdSql, filterSql, type JobFilter } from './job-filter.js'
@@ -133,20 +133,20 @@ export const NEXT_PENDING_SQL = "SELECT * FROM jobs INDEXED BY jobs_queue WHERE 
 export type Change = { seq: number, row: JobRow, deleted?: undefined } | { seq: number, deleted: number, row?: undefined }
 
 /**
- * All job SQL. Every statement is prepared once; methods are synchronous; anything that reads and then
- * writes runs in a BEGIN IMMEDIATE transaction. Worker writes are fenced: they match on (id, lease, worker token,
+ * All job SQL. Every statement is prepared once, at its first use (prepareLazily); methods are synchronous;
+ * anything that reads and then writes runs in a BEGIN IMMEDIATE transaction. Worker writes are fenced: they match on (id, lease, worker token,
  * status 'running') and report `ok: false` when the attempt is no longer the job's current one.
  */
 export function createJobStore (db: Db, clock: () => number = Date.now) {
-  const getStmt = db.prepare<[number], JobRow>('SELECT * FROM jobs WHERE id = ?')
-  const byKeyStmt = db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE idempotency_key = ?')
-  const countPendingStmt = db.prepare<[], { c: number }>("SELECT count(*) AS c FROM jobs WHERE status = 'pending'")
-  const insertStmt = db.prepare<Record<string, unknown>, JobRow>(`
+  const getStmt = prepareLazily(() => db.prepare<[number], JobRow>('SELECT * FROM jobs WHERE id = ?'))
+  const byKeyStmt = prepareLazily(() => db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE idempotency_key = ?'))
+  const countPendingStmt = prepareLazily(() => db.prepare<[], { c: number }>("SELECT count(*) AS c FROM jobs WHERE status = 'pending'"))
+  const insertStmt = prepareLazily(() => db.prepare<Record<string, unknown>, JobRow>(`
     INSERT INTO jobs (type, name, params, priority, steps, timeout_ms, idempotency_key, retry_of, created_at, updated_at)
     VALUES (@type, @name, @params, @priority, @steps, @timeoutMs, @idempotencyKey, @retryOf, @now, @now)
-    RETURNING *`)
-  const countsStmt = db.prepare<[], { status: JobStatus, c: number }>('SELECT status, count(*) AS c FROM jobs GROUP BY status')
-  const countStatusStmt = db.prepare<[JobStatus], number>('SELECT count(*) FROM jobs WHERE status = ?').pluck()
+    RETURNING *`))
+  const countsStmt = prepareLazily(() => db.prepare<[], { status: JobStatus, c: number }>('SELECT status, count(*) AS c FROM jobs GROUP BY status'))
+  const countStatusStmt = prepareLazily(() => db.prepare<[JobStatus], number>('SELECT count(*) FROM jobs WHERE status = ?').pluck())
   // Filtered lists and counts: one statement per shape of filter (which conditions it has), prepared at first use.
   // Each status is read on its own through (status, id) or (status, type, id), newest first without a sort.
   const shaped = new Map<string, Database.Statement>()
@@ -163,95 +163,95 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
   const countShaped = (filter: JobFilter): Database.Statement =>
     prepareShaped(`count:${filterSql(filter, true).shape}`, () => countSql(filter)).pluck()
   // ---- history (migrations/006) ----
-  const addEventStmt = db.prepare<{ id: number, kind: JobEventKind, detail: string | null, attempt: number | null, now: number }>(`
+  const addEventStmt = prepareLazily(() => db.prepare<{ id: number, kind: JobEventKind, detail: string | null, attempt: number | null, now: number }>(`
     INSERT INTO job_events (job_id, at, kind, attempt, lease, step, detail)
-    SELECT id, @now, @kind, coalesce(@attempt, attempts), lease, step, @detail FROM jobs WHERE id = @id`)
-  const eventsStmt = db.prepare<[number], JobEventRow>('SELECT * FROM job_events WHERE job_id = ? ORDER BY id')
-  const lastCheckpointEventStmt = db.prepare<[number], { at: number, lease: number }>(
-    "SELECT at, lease FROM job_events WHERE job_id = ? AND kind = 'checkpoint' ORDER BY id DESC LIMIT 1")
+    SELECT id, @now, @kind, coalesce(@attempt, attempts), lease, step, @detail FROM jobs WHERE id = @id`))
+  const eventsStmt = prepareLazily(() => db.prepare<[number], JobEventRow>('SELECT * FROM job_events WHERE job_id = ? ORDER BY id'))
+  const lastCheckpointEventStmt = prepareLazily(() => db.prepare<[number], { at: number, lease: number }>(
+    "SELECT at, lease FROM job_events WHERE job_id = ? AND kind = 'checkpoint' ORDER BY id DESC LIMIT 1"))
   // ---- throughput ----
-  const finishedPerMinuteStmt = db.prepare<{ from: number }, { minute: number, status: JobStatus, c: number }>(`
+  const finishedPerMinuteStmt = prepareLazily(() => db.prepare<{ from: number }, { minute: number, status: JobStatus, c: number }>(`
     SELECT CAST((finished_at - @from) / 60000 AS INTEGER) AS minute, status, count(*) AS c FROM jobs
-    WHERE finished_at >= @from AND finished_at IS NOT NULL GROUP BY minute, status`)
-  const cancelPendingStmt = db.prepare<{ id: number, now: number }>(`
-    UPDATE jobs SET status = 'canceled', finished_at = @now, updated_at = @now WHERE id = @id AND status = 'pending'`)
-  const requestStopStmt = db.prepare<{ id: number, request: StopRequest, now: number }>(`
+    WHERE finished_at >= @from AND finished_at IS NOT NULL GROUP BY minute, status`))
+  const cancelPendingStmt = prepareLazily(() => db.prepare<{ id: number, now: number }>(`
+    UPDATE jobs SET status = 'canceled', finished_at = @now, updated_at = @now WHERE id = @id AND status = 'pending'`))
+  const requestStopStmt = prepareLazily(() => db.prepare<{ id: number, request: StopRequest, now: number }>(`
     UPDATE jobs SET stop_request = @request, stop_requested_at = @now, updated_at = @now
-    WHERE id = @id AND status = 'running' AND (stop_request IS NULL OR stop_request = 'release')`)
-  const deleteStmt = db.prepare<[number]>("DELETE FROM jobs WHERE id = ? AND status IN ('done', 'failed', 'canceled')")
-  const nextPendingStmt = db.prepare<[], JobRow>(NEXT_PENDING_SQL)
-  const claimStmt = db.prepare<{ id: number, worker: string, node: string | null, leaseMs: number | null, now: number }, JobRow>(`
+    WHERE id = @id AND status = 'running' AND (stop_request IS NULL OR stop_request = 'release')`))
+  const deleteStmt = prepareLazily(() => db.prepare<[number]>("DELETE FROM jobs WHERE id = ? AND status IN ('done', 'failed', 'canceled')"))
+  const nextPendingStmt = prepareLazily(() => db.prepare<[], JobRow>(NEXT_PENDING_SQL))
+  const claimStmt = prepareLazily(() => db.prepare<{ id: number, worker: string, node: string | null, leaseMs: number | null, now: number }, JobRow>(`
     UPDATE jobs SET status = 'running', lease = lease + 1, attempts = attempts + 1, worker = @worker, node = @node, lease_ms = @leaseMs, lease_ms_lease = lease + 1,
       pid = NULL, pid_start = NULL,
       heartbeat_at = @now, stop_request = NULL, stop_requested_at = NULL,
       started_at = coalesce(started_at, @now), updated_at = @now
     WHERE id = @id AND status = 'pending'
-    RETURNING *`)
-  const runningStmt = db.prepare<[], JobRow>("SELECT * FROM jobs WHERE status = 'running'")
-  const anyPendingStmt = db.prepare<[], number>("SELECT 1 FROM jobs WHERE status = 'pending' LIMIT 1").pluck()
-  const assignedStmt = db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE worker = ? AND status = 'running'")
-  const beatStmt = db.prepare<{ id: number, lease: number, worker: string | null, pid: number | null, pidStart: number | null, step: number, progress: number, now: number }, { stop_request: StopRequest | null }>(`
+    RETURNING *`))
+  const runningStmt = prepareLazily(() => db.prepare<[], JobRow>("SELECT * FROM jobs WHERE status = 'running'"))
+  const anyPendingStmt = prepareLazily(() => db.prepare<[], number>("SELECT 1 FROM jobs WHERE status = 'pending' LIMIT 1").pluck())
+  const assignedStmt = prepareLazily(() => db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE worker = ? AND status = 'running'"))
+  const beatStmt = prepareLazily(() => db.prepare<{ id: number, lease: number, worker: string | null, pid: number | null, pidStart: number | null, step: number, progress: number, now: number }, { stop_request: StopRequest | null }>(`
     UPDATE jobs SET pid = coalesce(@pid, pid), pid_start = coalesce(@pidStart, pid_start), step = @step, progress = @progress,
       heartbeat_at = @now, updated_at = @now
     WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'
-    RETURNING stop_request`)
-  const saveCheckpointStmt = db.prepare<{ id: number, lease: number, step: number, state: Buffer, now: number }>(`
+    RETURNING stop_request`))
+  const saveCheckpointStmt = prepareLazily(() => db.prepare<{ id: number, lease: number, step: number, state: Buffer, now: number }>(`
     INSERT INTO checkpoints (job_id, lease, step, state, saved_at) VALUES (@id, @lease, @step, @state, @now)
     ON CONFLICT (job_id) DO UPDATE SET lease = excluded.lease, step = excluded.step, state = excluded.state,
-      saved_at = excluded.saved_at`)
-  const loadCheckpointStmt = db.prepare<[number], { step: number, state: Buffer }>(
-    'SELECT step, state FROM checkpoints WHERE job_id = ?')
-  const checkpointStepStmt = db.prepare<[number], { step: number, saved_at: number }>(
-    'SELECT step, saved_at FROM checkpoints WHERE job_id = ?')
-  const dropCheckpointStmt = db.prepare<[number]>('DELETE FROM checkpoints WHERE job_id = ?')
+      saved_at = excluded.saved_at`))
+  const loadCheckpointStmt = prepareLazily(() => db.prepare<[number], { step: number, state: Buffer }>(
+    'SELECT step, state FROM checkpoints WHERE job_id = ?'))
+  const checkpointStepStmt = prepareLazily(() => db.prepare<[number], { step: number, saved_at: number }>(
+    'SELECT step, saved_at FROM checkpoints WHERE job_id = ?'))
+  const dropCheckpointStmt = prepareLazily(() => db.prepare<[number]>('DELETE FROM checkpoints WHERE job_id = ?'))
   type Fence = { id: number, lease: number, worker: string | null }
-  const doneStmt = db.prepare<Fence & { result: string, now: number }>(`
+  const doneStmt = prepareLazily(() => db.prepare<Fence & { result: string, now: number }>(`
     UPDATE jobs SET status = 'done', result = @result, error = NULL, step = steps, progress = 100, pid = NULL, pid_start = NULL,
       stop_request = NULL, finished_at = @now, updated_at = @now
-    WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'`)
-  const failStmt = db.prepare<Fence & { error: string, now: number }>(`
+    WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'`))
+  const failStmt = prepareLazily(() => db.prepare<Fence & { error: string, now: number }>(`
     UPDATE jobs SET status = 'failed', error = @error, pid = NULL, pid_start = NULL, finished_at = @now, updated_at = @now
-    WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'`)
-  const cancelRunningStmt = db.prepare<Fence & { now: number }>(`
+    WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'`))
+  const cancelRunningStmt = prepareLazily(() => db.prepare<Fence & { now: number }>(`
     UPDATE jobs SET status = 'canceled', pid = NULL, pid_start = NULL, finished_at = @now, updated_at = @now
-    WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'`)
+    WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'`))
   // A release is not the job's fault: the attempt it used is given back (so is one the database kept from
   // working, with the reason kept in error).
-  const releaseStmt = db.prepare<Fence & { error: string | null, now: number }>(`
+  const releaseStmt = prepareLazily(() => db.prepare<Fence & { error: string | null, now: number }>(`
     UPDATE jobs SET status = 'pending', attempts = max(attempts - 1, 0), error = coalesce(@error, error), worker = NULL,
       pid = NULL, pid_start = NULL, stop_request = NULL, stop_requested_at = NULL, heartbeat_at = NULL, updated_at = @now
-    WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'`)
-  const requeueStmt = db.prepare<Fence & { error: string, now: number }>(`
+    WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'`))
+  const requeueStmt = prepareLazily(() => db.prepare<Fence & { error: string, now: number }>(`
     UPDATE jobs SET status = 'pending', error = @error, worker = NULL, pid = NULL, pid_start = NULL, heartbeat_at = NULL,
       stop_request = NULL, stop_requested_at = NULL, updated_at = @now
-    WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'`)
+    WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'`))
   // ---- change feed (migrations/004): rows and tombstones by change number ----
-  const changedStmt = db.prepare<{ after: number, limit: number }, JobRow>(
-    'SELECT * FROM jobs WHERE seq > @after ORDER BY seq LIMIT @limit')
-  const tombstonesStmt = db.prepare<{ after: number, limit: number }, { seq: number, job_id: number }>(
-    'SELECT seq, job_id FROM job_tombstones WHERE seq > @after ORDER BY seq LIMIT @limit')
-  const latestSeqStmt = db.prepare<[], number>('SELECT n FROM change_counter').pluck()
-  const resumableStmt = db.prepare<[], number>('SELECT max(n - keep_tombstones, 0) FROM change_counter').pluck()
+  const changedStmt = prepareLazily(() => db.prepare<{ after: number, limit: number }, JobRow>(
+    'SELECT * FROM jobs WHERE seq > @after ORDER BY seq LIMIT @limit'))
+  const tombstonesStmt = prepareLazily(() => db.prepare<{ after: number, limit: number }, { seq: number, job_id: number }>(
+    'SELECT seq, job_id FROM job_tombstones WHERE seq > @after ORDER BY seq LIMIT @limit'))
+  const latestSeqStmt = prepareLazily(() => db.prepare<[], number>('SELECT n FROM change_counter').pluck())
+  const resumableStmt = prepareLazily(() => db.prepare<[], number>('SELECT max(n - keep_tombstones, 0) FROM change_counter').pluck())
   // Counting stops at @cap rows: "more than the cap" is all a caller needs, without walking every change.
-  const countRowsStmt = db.prepare<{ after: number, upTo: number, cap: number }, number>(
-    'SELECT count(*) FROM (SELECT 1 FROM jobs WHERE seq > @after AND seq <= @upTo LIMIT @cap)').pluck()
-  const countTombstonesStmt = db.prepare<{ after: number, upTo: number, cap: number }, number>(
-    'SELECT count(*) FROM (SELECT 1 FROM job_tombstones WHERE seq > @after AND seq <= @upTo LIMIT @cap)').pluck()
+  const countRowsStmt = prepareLazily(() => db.prepare<{ after: number, upTo: number, cap: number }, number>(
+    'SELECT count(*) FROM (SELECT 1 FROM jobs WHERE seq > @after AND seq <= @upTo LIMIT @cap)').pluck())
+  const countTombstonesStmt = prepareLazily(() => db.prepare<{ after: number, upTo: number, cap: number }, number>(
+    'SELECT count(*) FROM (SELECT 1 FROM job_tombstones WHERE seq > @after AND seq <= @upTo LIMIT @cap)').pluck())
 
-  const ownedStmt = db.prepare<Fence, number>(
-    "SELECT 1 FROM jobs WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'").pluck()
+  const ownedStmt = prepareLazily(() => db.prepare<Fence, number>(
+    "SELECT 1 FROM jobs WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'").pluck())
   const fenced = <T>(changes: number, value: T): Fenced<T> => (changes === 1 ? { ok: true, value } : { ok: false })
 
   /** Adds an event to a job's history; call it inside the transaction of the change it describes. `attempt`
    *  overrides the job's attempts count (a release gives its attempt back in the same change). */
   const record = (id: number, kind: JobEventKind, detail?: JobEventDetail, attempt: number | null = null): void => {
-    addEventStmt.run({ id, kind, detail: detail && Object.keys(detail).length > 0 ? JSON.stringify(detail) : null, attempt, now: clock() })
+    addEventStmt().run({ id, kind, detail: detail && Object.keys(detail).length > 0 ? JSON.stringify(detail) : null, attempt, now: clock() })
   }
-  const resumeStep = (id: number): number => checkpointStepStmt.get(id)?.step ?? 0
+  const resumeStep = (id: number): number => checkpointStepStmt().get(id)?.step ?? 0
 
   const insertTx = db.transaction((job: NewJob, maxPending: number, options: SubmitOptions): Submitted => {
     if (job.idempotencyKey !== null) {
-      const existing = byKeyStmt.get(job.idempotencyKey)
+      const existing = byKeyStmt().get(job.idempotencyKey)
       if (existing) {
         const differs = submitDifference(existing, job, options)
         if (differs !== null) {
@@ -260,7 +260,7 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
         return { row: existing, created: false }
       }
     }
-    const { c } = countPendingStmt.get() as { c: number }
+    const { c } = countPendingStmt().get() as { c: number }
     if (c >= maxPending) {
       throw new QueueFullError(`the queue is full: ${c} jobs are pending (MAX_PENDING=${maxPending}); retry later`, 5)
     }
@@ -269,7 +269,7 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
 
   /** Inserts a pending job and its "submitted" event; inside a transaction that checked the queue's room. */
   const insertJob = (job: NewJob): JobRow => {
-    const inserted = insertStmt.get({
+    const inserted = insertStmt().get({
       type: job.type,
       name: job.name,
       params: JSON.stringify(job.params),
@@ -282,7 +282,7 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     }) as JobRow
     record(inserted.id, 'submitted', job.retryOf === null ? undefined : { retryOf: job.retryOf })
     // RETURNING shows the row before the change-counter trigger ran; read it back for its seq.
-    return getStmt.get(inserted.id) as JobRow
+    return getStmt().get(inserted.id) as JobRow
   }
 
   const fence = (a: Attempt): Fence => ({ id: a.id, lease: a.lease, worker: a.worker })
@@ -293,45 +293,45 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     const now = clock()
     const f = fence(attempt)
     if (request === 'release') {
-      if (!ownedStmt.get(f)) return false
+      if (!ownedStmt().get(f)) return false
       record(attempt.id, 'released', { reason: why ?? 'asked to release', resumesFromStep: resumeStep(attempt.id) })
-      return releaseStmt.run({ ...f, error: null, now }).changes === 1
+      return releaseStmt().run({ ...f, error: null, now }).changes === 1
     }
     const changes = request === 'cancel'
-      ? cancelRunningStmt.run({ ...f, now }).changes
-      : failStmt.run({ ...f, error: 'timeout', now }).changes
+      ? cancelRunningStmt().run({ ...f, now }).changes
+      : failStmt().run({ ...f, error: 'timeout', now }).changes
     if (changes === 1) {
-      dropCheckpointStmt.run(attempt.id)
+      dropCheckpointStmt().run(attempt.id)
       record(attempt.id, request === 'cancel' ? 'canceled' : 'failed', request === 'cancel' ? {} : { reason: 'timeout' })
     }
     return changes === 1
   }).immediate()
 
   /** One job of a bulk action, inside its batch's transaction: what was done, or why it was skipped. */
-  const retriedAsStmt = db.prepare<[number], number>('SELECT id FROM jobs WHERE retry_of = ? ORDER BY id LIMIT 1').pluck()
+  const retriedAsStmt = prepareLazily(() => db.prepare<[number], number>('SELECT id FROM jobs WHERE retry_of = ? ORDER BY id LIMIT 1').pluck())
   const bulkOne = (row: JobRow, action: BulkAction, room: { pending: number, max: number }): string | null => {
     const { id, status } = row
     if (action === 'cancel') {
       if (FINAL_STATUSES.includes(status)) return `already ${status}`
       if (status === 'pending') {
-        cancelPendingStmt.run({ id, now: clock() })
-        dropCheckpointStmt.run(id)
+        cancelPendingStmt().run({ id, now: clock() })
+        dropCheckpointStmt().run(id)
         record(id, 'canceled', { by: 'bulk' })
         return null
       }
       if (row.stop_request === 'cancel' || row.stop_request === 'timeout') return `already asked to stop (${row.stop_request})`
-      requestStopStmt.run({ id, request: 'cancel', now: clock() })
+      requestStopStmt().run({ id, request: 'cancel', now: clock() })
       record(id, 'stop-requested', { request: 'cancel', by: 'bulk' })
       return null
     }
     if (action === 'delete') {
       if (!FINAL_STATUSES.includes(status)) return `${status}: only finished jobs can be deleted (cancel it first)`
-      dropCheckpointStmt.run(id)
-      deleteStmt.run(id)
+      dropCheckpointStmt().run(id)
+      deleteStmt().run(id)
       return null
     }
     if (status !== 'failed' && status !== 'canceled') return `${status}: only failed or canceled jobs can be retried`
-    const retried = retriedAsStmt.get(id)
+    const retried = retriedAsStmt().get(id)
     if (retried !== undefined) return `already retried as job ${retried}`
     if (room.pending >= room.max) return `the queue is full: ${room.pending} jobs are pending (MAX_PENDING=${room.max})`
     insertJob(retryOf(row))
@@ -340,15 +340,15 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
   }
 
   // Retention. A purge goes in batches, each its own transaction, so workers are never kept waiting on a long delete.
-  const purgeCheckpointsStmt = db.prepare<{ before: number, limit: number }>(`
+  const purgeCheckpointsStmt = prepareLazily(() => db.prepare<{ before: number, limit: number }>(`
     DELETE FROM checkpoints WHERE job_id IN (SELECT id FROM jobs
-      WHERE status IN ('done', 'failed', 'canceled') AND finished_at < @before ORDER BY id LIMIT @limit)`)
-  const purgeJobsStmt = db.prepare<{ before: number, limit: number }>(`
+      WHERE status IN ('done', 'failed', 'canceled') AND finished_at < @before ORDER BY id LIMIT @limit)`))
+  const purgeJobsStmt = prepareLazily(() => db.prepare<{ before: number, limit: number }>(`
     DELETE FROM jobs WHERE id IN (SELECT id FROM jobs
-      WHERE status IN ('done', 'failed', 'canceled') AND finished_at < @before ORDER BY id LIMIT @limit)`)
+      WHERE status IN ('done', 'failed', 'canceled') AND finished_at < @before ORDER BY id LIMIT @limit)`))
   const purgeTx = db.transaction((before: number, limit: number): number => {
-    purgeCheckpointsStmt.run({ before, limit })
-    return purgeJobsStmt.run({ before, limit }).changes
+    purgeCheckpointsStmt().run({ before, limit })
+    return purgeJobsStmt().run({ before, limit }).changes
   })
 
   /** Rows matching `filter` with ids below `cursor`, newest first, at most `limit`: one indexed walk per status,
@@ -371,7 +371,7 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     },
 
     get (id: number): JobRow | undefined {
-      return getStmt.get(id)
+      return getStmt().get(id)
     },
 
     /** A page of jobs matching `filter` (or one status, the older form), newest first. */
@@ -388,7 +388,7 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     counts (filter?: JobFilter): Record<JobStatus, number> {
       const out: Record<JobStatus, number> = { pending: 0, running: 0, done: 0, failed: 0, canceled: 0 }
       if (!filter) {
-        for (const { status, c } of countsStmt.all()) out[status] = c
+        for (const { status, c } of countsStmt().all()) out[status] = c
         return out
       }
       const stmt = countShaped(filter)
@@ -399,7 +399,7 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
 
     /** The history of a job, oldest first (at most the submit and the latest 200 events). */
     events (id: number): JobEventRow[] {
-      return eventsStmt.all(id)
+      return eventsStmt().all(id)
     },
 
     /**
@@ -422,7 +422,7 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
       return db.transaction((): BulkBatch => {
         const rows = matching<JobRow>(filter, cursor, batch, '*')
         const out: BulkBatch = { matched: rows.length, changed: 0, skipped: [], cursor: rows.length < batch ? null : rows[rows.length - 1].id }
-        const room = { pending: action === 'retry' ? (countPendingStmt.get() as { c: number }).c : 0, max: maxPending }
+        const room = { pending: action === 'retry' ? (countPendingStmt().get() as { c: number }).c : 0, max: maxPending }
         for (const row of rows) {
           const skipped = bulkOne(row, action, room)
           if (skipped === null) out.changed++
@@ -437,44 +437,44 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
       const now = clock()
       const from = (Math.floor(now / 60_000) - minutes + 1) * 60_000
       const out = Array.from({ length: minutes }, (_, i) => ({ at: from + i * 60_000, done: 0, failed: 0 }))
-      for (const { minute, status, c } of finishedPerMinuteStmt.all({ from })) {
+      for (const { minute, status, c } of finishedPerMinuteStmt().all({ from })) {
         const slot = out[Math.floor(minute)]
         if (slot && (status === 'done' || status === 'failed')) slot[status] = c
       }
-      return { from, minutes: out, pending: countStatusStmt.get('pending') as number, running: countStatusStmt.get('running') as number }
+      return { from, minutes: out, pending: countStatusStmt().get('pending') as number, running: countStatusStmt().get('running') as number }
     },
 
     /** Cancels a pending job at once (with the checkpoint a released attempt left), or asks the worker of a
      *  running one to stop. */
     cancel (id: number): JobRow {
       return db.transaction(() => {
-        const row = getStmt.get(id)
+        const row = getStmt().get(id)
         if (!row) throw new NotFoundError(`job ${id} not found`)
         const now = clock()
         if (row.status === 'pending') {
-          cancelPendingStmt.run({ id, now })
-          dropCheckpointStmt.run(id)
+          cancelPendingStmt().run({ id, now })
+          dropCheckpointStmt().run(id)
           record(id, 'canceled', { by: 'api' })
         } else if (row.status === 'running') {
-          if (requestStopStmt.run({ id, request: 'cancel', now }).changes === 1) record(id, 'stop-requested', { request: 'cancel', by: 'api' })
+          if (requestStopStmt().run({ id, request: 'cancel', now }).changes === 1) record(id, 'stop-requested', { request: 'cancel', by: 'api' })
         } else throw new ConflictError(`job ${id} is already ${row.status}`)
-        return getStmt.get(id) as JobRow
+        return getStmt().get(id) as JobRow
       }).immediate()
     },
 
     /** Deletes a finished job and everything that belongs to it. */
     remove (id: number): void {
       db.transaction(() => {
-        const row = getStmt.get(id)
+        const row = getStmt().get(id)
         if (!row) throw new NotFoundError(`job ${id} not found`)
-        if (deleteStmt.run(id).changes !== 1) throw new ConflictError(`job ${id} is ${row.status}; only finished jobs can be deleted`)
-        dropCheckpointStmt.run(id)
+        if (deleteStmt().run(id).changes !== 1) throw new ConflictError(`job ${id} is ${row.status}; only finished jobs can be deleted`)
+        dropCheckpointStmt().run(id)
       }).immediate()
     },
 
     /** A new pending job with the parameters of a failed or canceled one. */
     retry (id: number, maxPending: number): JobRow {
-      const row = getStmt.get(id)
+      const row = getStmt().get(id)
       if (!row) throw new NotFoundError(`job ${id} not found`)
       if (row.status !== 'failed' && row.status !== 'canceled') {
         throw new ConflictError(`job ${id} is ${row.status}; only failed or canceled jobs can be retried`)
@@ -485,13 +485,13 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     // ---- change feed ---------------------------------------------------------------------------------------
     /** Rows whose latest change comes after change number `after` (see migrations/004), in commit order. */
     changedAfter (after: number, limit = 500): JobRow[] {
-      return changedStmt.all({ after, limit })
+      return changedStmt().all({ after, limit })
     },
 
     /** Changes after `after`, in commit order: a job's latest state, or the tombstone of a deleted job. */
     changesAfter (after: number, limit = 500): Change[] {
-      const rows = changedStmt.all({ after, limit })
-      const tombstones = tombstonesStmt.all({ after, limit })
+      const rows = changedStmt().all({ after, limit })
+      const tombstones = tombstonesStmt().all({ after, limit })
       if (tombstones.length === 0) return rows.map((row) => ({ seq: row.seq, row }))
       const changes: Change[] = [
         ...rows.map((row) => ({ seq: row.seq, row })),
@@ -502,19 +502,19 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
 
     /** How many changes lie in (after, upTo], counting no further than `cap + 1`: above `cap` means "too many". */
     countChanges (after: number, upTo: number, cap: number): number {
-      const rows = countRowsStmt.get({ after, upTo, cap: cap + 1 }) as number
+      const rows = countRowsStmt().get({ after, upTo, cap: cap + 1 }) as number
       if (rows > cap) return rows
-      return rows + (countTombstonesStmt.get({ after, upTo, cap: cap + 1 - rows }) as number)
+      return rows + (countTombstonesStmt().get({ after, upTo, cap: cap + 1 - rows }) as number)
     },
 
     /** The number of the latest change (0 for none). It only ever increases, whatever is deleted. */
     latestSeq (): number {
-      return latestSeqStmt.get() as number
+      return latestSeqStmt().get() as number
     },
 
     /** The oldest change number a client can resume from and still learn of every deletion since. */
     resumableAfter (): number {
-      return resumableStmt.get() as number
+      return resumableStmt().get() as number
     },
 
     // ---- scheduler side ----------------------------------------------------------------------------------
@@ -522,26 +522,26 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
      *  the history, of node `node`, forked with lease `leaseMs`); undefined if none. */
     claimNext (worker: string, pid?: number, node?: string, leaseMs?: number): JobRow | undefined {
       return db.transaction(() => {
-        const next = nextPendingStmt.get()
-        const claimed = next ? claimStmt.get({ id: next.id, worker, node: node ?? null, leaseMs: leaseMs ?? null, now: clock() }) : undefined
+        const next = nextPendingStmt().get()
+        const claimed = next ? claimStmt().get({ id: next.id, worker, node: node ?? null, leaseMs: leaseMs ?? null, now: clock() }) : undefined
         if (claimed) record(claimed.id, 'claimed', { pid: pid ?? null })
         return claimed
       }).immediate()
     },
 
     running (): JobRow[] {
-      return runningStmt.all()
+      return runningStmt().all()
     },
 
     /** Whether any job is waiting. */
     hasPending (): boolean {
-      return anyPendingStmt.get() !== undefined
+      return anyPendingStmt().get() !== undefined
     },
 
     /** Asks the worker of a running job to stop (`by` whom, for the history); false if the job is not running. */
     requestStop (id: number, request: StopRequest, by: StopRequester = 'scheduler'): boolean {
       return db.transaction(() => {
-        if (requestStopStmt.run({ id, request, now: clock() }).changes !== 1) return false
+        if (requestStopStmt().run({ id, request, now: clock() }).changes !== 1) return false
         record(id, 'stop-requested', { request, by })
         return true
       }).immediate()
@@ -555,19 +555,19 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     markLost (attempt: Attempt, reason: string, maxAttempts: number): 'requeued' | 'failed' | 'gone' {
       return db.transaction(() => {
         const { id, lease, worker } = attempt
-        const row = getStmt.get(id)
+        const row = getStmt().get(id)
         if (!row || row.status !== 'running' || row.lease !== lease || row.worker !== worker) return 'gone' as const
         const now = clock()
         if (row.attempts >= maxAttempts) {
           record(id, 'lost', { reason, resumesFromStep: null })
           const error = `${reason} (attempt ${row.attempts} of ${maxAttempts})`
-          failStmt.run({ id, lease, worker, error, now })
-          dropCheckpointStmt.run(id)
+          failStmt().run({ id, lease, worker, error, now })
+          dropCheckpointStmt().run(id)
           record(id, 'failed', { reason: error })
           return 'failed' as const
         }
         record(id, 'lost', { reason, resumesFromStep: resumeStep(id) })
-        requeueStmt.run({ id, lease, worker, error: reason, now })
+        requeueStmt().run({ id, lease, worker, error: reason, now })
         return 'requeued' as const
       }).immediate()
     },
@@ -576,34 +576,34 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
      *  back to pending without using up an attempt, the reason kept in `error`. Fenced like markLost. */
     giveBack (attempt: Attempt, reason: string): boolean {
       return db.transaction(() => {
-        if (!ownedStmt.get(fence(attempt))) return false
+        if (!ownedStmt().get(fence(attempt))) return false
         record(attempt.id, 'released', { reason, resumesFromStep: resumeStep(attempt.id) })
-        return releaseStmt.run({ ...fence(attempt), error: reason, now: clock() }).changes === 1
+        return releaseStmt().run({ ...fence(attempt), error: reason, now: clock() }).changes === 1
       }).immediate()
     },
 
     /** Step of the saved checkpoint, if any (for logs and tests). */
     checkpointInfo (id: number): { step: number, saved_at: number } | undefined {
-      return checkpointStepStmt.get(id)
+      return checkpointStepStmt().get(id)
     },
 
     // ---- worker side (every write fenced on the lease) ---------------------------------------------------
     /** The job the server assigned to worker `worker`, if any yet. */
     assigned (worker: string): JobRow | undefined {
-      return assignedStmt.get(worker)
+      return assignedStmt().get(worker)
     },
 
     loadCheckpoint (id: number): Checkpoint | undefined {
-      return loadCheckpointStmt.get(id)
+      return loadCheckpointStmt().get(id)
     },
 
     /** The worker's first write: heartbeat with its pid (as `beat`), and, unless a stop is already asked for,
      *  "started" in the history with the step of the checkpoint it resumes from. */
     begin (attempt: Attempt, progress: { step: number, progress: number, pid: number, pidStart?: number }): Fenced<StopRequest | null> {
       return db.transaction((): Fenced<StopRequest | null> => {
-        const row = beatStmt.get({ ...fence(attempt), pid: progress.pid, pidStart: progress.pidStart ?? null, step: progress.step, progress: progress.progress, now: clock() })
+        const row = beatStmt().get({ ...fence(attempt), pid: progress.pid, pidStart: progress.pidStart ?? null, step: progress.step, progress: progress.progress, now: clock() })
         if (!row) return { ok: false }
-        if (!row.stop_request) record(attempt.id, 'started', { pid: progress.pid, resumedFromStep: checkpointStepStmt.get(attempt.id)?.step ?? null })
+        if (!row.stop_request) record(attempt.id, 'started', { pid: progress.pid, resumedFromStep: checkpointStepStmt().get(attempt.id)?.step ?? null })
         return { ok: true, value: row.stop_request }
       }).immediate()
     },
@@ -612,7 +612,7 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
      *  process the worker is (`pid`, and `pidStart`, its start time), so the server never trusts or signals
      *  another process that later gets the same pid. */
     beat (attempt: Attempt, progress: { step: number, progress: number, pid?: number, pidStart?: number }): Fenced<StopRequest | null> {
-      const row = beatStmt.get({ ...fence(attempt), pid: progress.pid ?? null, pidStart: progress.pidStart ?? null, step: progress.step, progress: progress.progress, now: clock() })
+      const row = beatStmt().get({ ...fence(attempt), pid: progress.pid ?? null, pidStart: progress.pidStart ?? null, step: progress.step, progress: progress.progress, now: clock() })
       return row ? { ok: true, value: row.stop_request } : { ok: false }
     },
 
@@ -620,11 +620,11 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     saveCheckpoint (attempt: Attempt, checkpoint: Checkpoint, progress: number): Fenced<StopRequest | null> {
       return db.transaction((): Fenced<StopRequest | null> => {
         const now = clock()
-        const row = beatStmt.get({ ...fence(attempt), pid: null, pidStart: null, step: checkpoint.step, progress, now })
+        const row = beatStmt().get({ ...fence(attempt), pid: null, pidStart: null, step: checkpoint.step, progress, now })
         if (!row) return { ok: false }
-        saveCheckpointStmt.run({ id: attempt.id, lease: attempt.lease, step: checkpoint.step, state: checkpoint.state, now })
+        saveCheckpointStmt().run({ id: attempt.id, lease: attempt.lease, step: checkpoint.step, state: checkpoint.state, now })
         // In the history: an attempt's first checkpoint, then at most one a minute.
-        const last = lastCheckpointEventStmt.get(attempt.id)
+        const last = lastCheckpointEventStmt().get(attempt.id)
         if (!last || last.lease !== attempt.lease || now - last.at >= CHECKPOINT_EVENT_EVERY_MS) record(attempt.id, 'checkpoint')
         return { ok: true, value: row.stop_request }
       }).immediate()
@@ -636,15 +636,15 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
         // A result given as a function is produced here, once the attempt is known to hold the job, so whatever
         // it writes (a result matrix) commits with the job's end or not at all.
         if (typeof result === 'function') {
-          if (!ownedStmt.get(fence(attempt))) return fenced(0, undefined)
+          if (!ownedStmt().get(fence(attempt))) return fenced(0, undefined)
           result = result()
         }
         const now = clock()
-        const changes = doneStmt.run({ ...fence(attempt), result: JSON.stringify(result), now }).changes
+        const changes = doneStmt().run({ ...fence(attempt), result: JSON.stringify(result), now }).changes
         if (changes === 1) {
-          dropCheckpointStmt.run(attempt.id)
+          dropCheckpointStmt().run(attempt.id)
           const { elapsedMs, gflops } = result as { elapsedMs?: unknown, gflops?: unknown }
-          const started = getStmt.get(attempt.id)?.started_at
+          const started = getStmt().get(attempt.id)?.started_at
           record(attempt.id, 'done', {
             elapsedMs: typeof elapsedMs === 'number' ? elapsedMs : started ? now - started : undefined,
             gflops: typeof gflops === 'number' ? gflops : undefined
@@ -657,9 +657,9 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
     /** The job failed with `error`; no retry (the computation itself is at fault). */
     fail (attempt: Attempt, error: string): Fenced<void> {
       return db.transaction(() => {
-        const changes = failStmt.run({ ...fence(attempt), error, now: clock() }).changes
+        const changes = failStmt().run({ ...fence(attempt), error, now: clock() }).changes
         if (changes === 1) {
-          dropCheckpointStmt.run(attempt.id)
+          dropCheckpointStmt().run(attempt.id)
           record(attempt.id, 'failed', { reason: error })
         }
         return fenced(changes, undefined)
