@@ -1,6 +1,6 @@
 // Helpers shared by the benchmarks: machine description, statistics, temp databases, real servers on
 // 127.0.0.1 that are always killed, and the result rows every bench prints.
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { cpus, tmpdir, totalmem } from 'node:os'
@@ -41,6 +41,26 @@ export function machine () {
     node: process.version,
     date: new Date().toISOString().replace(/\.\d+Z$/, 'Z')
   }
+}
+
+/**
+ * How fast each CPU runs the same fixed loop: the CPU ms a fresh Node process pinned to it (`taskset -c`) spends on
+ * it, best of 3. On a virtual machine the vCPUs need not be equal: on the reference host one ran it at half the
+ * other's speed, so a CPU-time figure depends on where the process ran. Null where taskset is missing.
+ */
+export function cpuSpeeds () {
+  const loop = 'const t = process.cpuUsage(); let x = 0; for (let i = 0; i < 2e8; i++) x += i % 7; const u = process.cpuUsage(t); console.log(x > 0 ? (u.user + u.system) / 1000 : 0)'
+  const out = []
+  for (let cpu = 0; cpu < cpus().length; cpu++) {
+    const runs = []
+    for (let i = 0; i < 3; i++) {
+      const r = spawnSync('taskset', ['-c', String(cpu), process.execPath, '-e', loop], { encoding: 'utf8', timeout: 30_000 })
+      if (r.error || r.status !== 0) return null
+      runs.push(Number(r.stdout.trim()))
+    }
+    out.push({ cpu, ms: Math.round(Math.min(...runs)) })
+  }
+  return out
 }
 
 /** Load average, to print next to results taken on a shared machine. */

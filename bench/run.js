@@ -5,10 +5,10 @@
 //   node bench/run.js compute     one or more by name: compute, boot, submit, server, throughput, sse, filters, matrices, multinode
 //   node bench/run.js --doc-only  rewrite docs/benchmarks.md from the stored results
 import { spawn } from 'node:child_process'
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { loadavg, machine, printRows, RESULTS_DIR, ROOT, verdict } from './lib.js'
+import { cpuSpeeds, loadavg, machine, printRows, RESULTS_DIR, ROOT, verdict } from './lib.js'
 
 /** Name, time limit (s), title and the method-and-caveats paragraph of each bench, in the order they run. */
 export const BENCHES = [
@@ -414,6 +414,17 @@ compiling Node's internal modules ~70, the bundle's own code ~50, garbage collec
 better-sqlite3 ~9.
 `
 
+/** Where the speed of each CPU around the latest `npm run bench` is kept. */
+const SPEEDS = join(RESULTS_DIR, 'cpu-speeds.json')
+
+function readSpeeds () {
+  try {
+    return JSON.parse(readFileSync(SPEEDS, 'utf8'))
+  } catch {
+    return null
+  }
+}
+
 function readResult (name, dir = RESULTS_DIR) {
   const file = join(dir, `${name}.json`)
   if (!existsSync(file)) return null
@@ -477,7 +488,13 @@ function writeDoc () {
     'result of each bench (bench/results/, not committed).', '')
   out.push('## Machine', '')
   out.push(`- CPU: ${m.cpu}${m.simd ? ` (${m.simd})` : ''}`, `- Cores: ${m.cores}`, `- Memory: ${m.memoryGiB} GiB`, `- Node: ${m.node}`,
-    `- Report written: ${m.date}`, '')
+    `- Report written: ${m.date}`)
+  const speeds = readSpeeds()
+  if (speeds) {
+    const list = (s) => s.map((c) => `cpu${c.cpu} ${c.ms}`).join(', ')
+    out.push(`- Speed of each CPU (CPU ms of one fixed loop pinned to it with taskset, best of 3; bench/lib.js cpuSpeeds), around the ${speeds.node} run of ${speeds.date} (${speeds.benches.join(', ')}): before ${list(speeds.before)}; after ${speeds.after ? list(speeds.after) : 'n/a'}. Unequal or changing figures mean the host ran some vCPUs slower at times; CPU-time figures below vary with it.`)
+  }
+  out.push('')
   out.push('The machine is shared: other processes (test suites, other servers) were running during these benchmarks, so',
     'each bench records the load average it ran under. Targets that compare two conditions (idle vs loaded, spare vs no',
     'spare, mathjs vs stock) measure both in the same run.', '')
@@ -531,10 +548,13 @@ if (unknown.length > 0) {
 const selected = names.length > 0 ? BENCHES.filter((b) => names.includes(b.name)) : BENCHES
 let failed = 0
 if (!docOnly) {
+  const before = cpuSpeeds()
   for (const bench of selected) {
     if (!(await runOne(bench))) failed++
     await sleep(500)
   }
+  if (before) mkdirSync(RESULTS_DIR, { recursive: true })
+  if (before) writeFileSync(SPEEDS, JSON.stringify({ node: process.version, date: machine().date, benches: selected.map((b) => b.name), before, after: cpuSpeeds() }, null, 2))
 }
 const results = writeDoc()
 console.log('\n\n######## summary (docs/benchmarks.md)')
