@@ -275,7 +275,7 @@ load, against 20–21 ms measured on a quieter machine before (README).
 `
 
 /** Every bench on both Node versions on 2026-12-06, and what the host's change did to the two CPU-time targets. */
-const HOST_RERUN = `## 2026-12-06: every bench on Node 20 and Node 24, and the host
+const HOST_RERUN = `## 2026-12-06: every bench on Node 20 and Node 24, and the host (before the evening's worker-start cut)
 
 \`npm run bench\` on Node 20.20.2 (19:03–19:25 UTC) and on Node 24.22.3 (19:26–19:45), nothing else running (load
 0.8–2.5, the benches' own); then \`node bench/run.js compute\` twice more on Node 20 after the 1-thread ratio and the
@@ -311,6 +311,65 @@ Changed since 2026-12-05: a claim reads the queue index in its order (\`INDEXED 
 sorted every pending job inside the claim's write transaction, 1.9 ms against 0.02 ms per claim with 10 000
 pending), and counts under a name filter read the (status, name) index of migration 009 instead of every row of a
 status (the one filters figure that missed its target: 39.6 → 9.9–12.4 ms).
+`
+
+/** The evening of 2026-12-06: the worker-start cut and a re-run of every bench on both Node versions. */
+const EVENING_RERUN = `## 2026-12-06, evening: a cheaper worker start, and a host whose vCPUs change speed
+
+\`npm run bench\` on Node 20.20.2 (22:04–22:16 UTC) and on Node 24.22.3 (22:17–22:30) with the code below, nothing
+else running; then \`node bench/run.js boot throughput\` once more on each (22:31–22:36). The host is the one of
+the afternoon's runs (AMD EPYC with AVX-512).
+
+**What changed** (profile of a whole tiny-job worker with \`--cpu-prof\`, Node 24, then each change measured alone):
+- **The mathjs core has no implicit conversions** and no BigNumber, Complex or Fraction classes
+  (scripts/build-worker.js: the factories of multiply and DenseMatrix read from mathjs's own dependency lists, less
+  those three classes, then \`math.typed.clearConversions()\` before any function is built). Building multiply's
+  dispatch was the largest item of a worker's start: typed-function expands every signature of multiply and of the
+  functions it depends on through every conversion (number → BigNumber, Complex, Fraction; Array → Matrix; …) and
+  sorts the expansions. A 'number' DenseMatrix product never uses one: it dispatches on 'Matrix, Matrix' and, per
+  element, on \`typed.find(addScalar, ['number', 'number'])\`, so the same functions run and the bits are the same
+  (test/jobs/math-core.test.ts compares the core with the full mathjs bit for bit in every shape the kernels call,
+  and checks that a call needing a conversion is refused). Load + first \`multiply\` in a fresh process, 7 runs
+  interleaved, no compile cache:
+
+  | | load | first multiply (both kernel shapes) |
+  |---|---|---|
+  | core now, Node 24 / Node 20 | 12–14 / 12–13 ms | 12–16 / 9–10 ms |
+  | core before, Node 24 / Node 20 | 17–20 / 17–19 ms | 32–37 / 42–45 ms |
+  | full bundle (\`ctx.math\`), Node 24 / Node 20 | 100–119 / 98–110 ms | 32–37 / 33–40 ms |
+- **No \`performance\` global in a worker**: its first use loads perf_hooks, ~4 ms; worker code times itself with
+  \`process.hrtime\` (src/jobs/clock.ts).
+- **SQL statements prepared at their first use** (\`prepareLazily\`, src/db.ts): a worker runs about ten of the
+  stores' ~45; making the job store went from 5.2 to 3.3 ms on Node 20.
+- Tried and left out: \`--min-semi-space-size\` 8 or 16 MB (no scavenges at start, but the same CPU: 169 and 178
+  against 170 ms); replacing \`assert\` in the bundle (pino's sonic-boom needs it; 150 against 148 ms, noise);
+  \`--no-lazy\` so that the compile cache holds every function (159 against 148 ms).
+
+Whole tiny-job worker, Node 24, 15 runs interleaved with an empty Node process: **170 → 148 ms** (empty Node 75 ms).
+
+| figure (issue 13) | target | Node 24.22.3 | Node 20.20.2 |
+|---|---|---|---|
+| worker start CPU, whole tiny-job worker (boot bench) | ≤ 150 ms | **151 ms** (empty Node 78) in the full run, **140 ms** (empty Node 102) in a re-run; one-off, pinned with taskset: 146 ms on cpu1, 154 ms on cpu0 (empty Node 76–79); 174 ms before the change | 187 ms (empty Node 101), 209 ms (empty Node 128) in the re-run; 217 ms before |
+| 2000 tiny jobs drained, 2 cores | ≥ 10 jobs/s | 8.4 jobs/s (worker 211 ms + server 19 ms of CPU per job), 7.3 in the re-run; 8.3 and 8.5 in 30 s runs without and with warm spares; 7.4 before | 7.3 and 7.0 (worker 242 / 251 ms per job); 6.4 before |
+| one job n = 1000, 2 threads ÷ 1 thread, wall | ≥ 1.7× | **1.76×** | **1.87×** |
+| whole job ÷ its own product GF/s, 1 thread (CPU) | ≥ 0.9 | **1.13** (median of 3) | **1.26** (median of 3) |
+| whole job ÷ one stock \`math.multiply\`, 1 thread (CPU) | ≥ 2.5× | **2.61×** | **4.16×** |
+| 2-thread job ÷ stock, wall | ≥ 4× | **4.5×** | **7.69×** |
+| API p99 under autocannon, idle → both cores computing | ≤ 3× idle, ≤ 50 ms | **15.6 → 18.5 ms (1.19×)**; GET / 1.09× | **16.9 → 36.7 ms (2.17×)**; GET / 1.42× |
+| GET /api/jobs first page, p99 while 2 workers compute (the core's figure) | ≤ 10 ms | 10.2 ms (7.2 idle) | 18.6 ms (p50 2.2; 4.6 idle) |
+| worker peak RSS n = 1000, 1 / 2 threads | report | 179 / 218 MB | 155 / 182 MB |
+| worker peak RSS n = 2000, 1 / 2 threads | report | 312 / 394 MB | 294 / 369 MB |
+
+**The host.** The drain runs two jobs and up to two booting spares at once, and there a worker costs far more CPU
+than alone: two tiny-job workers started together used **223 ms** of CPU each against **149 ms** for one alone
+(Node 24, medians of 12, interleaved). The guest shows no steal time, but its two vCPUs do not run at one speed: the
+same Node loop pinned with taskset took 1.28 s of CPU on cpu0 and 0.63 s on cpu1 at one moment, 0.64 and 0.63 s a
+few minutes later. The readings taken around the boot and throughput re-runs (bench/lib.js \`cpuSpeeds\`, CPU ms of
+one loop per vCPU) moved as well: Node 24 cpu0 / cpu1 396 / 782 before and 579 / 403 after; Node 20 345 / 266
+before and 276 / 263 after. So the CPU-time figures of this host move by tens of per cent between runs of the same
+code, and the drain pays for the slower vCPU: 10 jobs/s on 2 cores needs at most ~200 ms of CPU per job (worker and
+server) with both cores busy. The morning's host met both targets with the code before this change (98 ms,
+16.5 jobs/s; "2026-12-06: every bench" below).
 `
 
 /** Threads and worker start on a quiet machine, measured separately (2026-12-05). */
@@ -411,7 +470,8 @@ the ES module loader, child_process, streams, crypto and worker_threads need cam
 **What is left in a bundled worker** (profile, Node 20, load 11, 4 runs): the mathjs core ~100 ms self time under the
 profiler (\`createTypedFunction\`, \`assertAndCreate\`, \`compareSignatures\`: building multiply's typed dispatch),
 compiling Node's internal modules ~70, the bundle's own code ~50, garbage collection ~40, compiling our files ~40,
-better-sqlite3 ~9.
+better-sqlite3 ~9. (Since then the core has lost mathjs's implicit conversions and the number classes a worker does
+not use: multiply's dispatch is no longer the largest item; see "2026-12-06, evening" above.)
 `
 
 /** Where the speed of each CPU around the latest `npm run bench` is kept. */
@@ -519,7 +579,7 @@ function writeDoc () {
     }
     out.push('')
   }
-  out.push('', HOST_RERUN, QUIET_RERUN, THREADS_RERUN, FINDINGS, COMPUTE_PROFILE, WORKER_START)
+  out.push('', EVENING_RERUN, HOST_RERUN, QUIET_RERUN, THREADS_RERUN, FINDINGS, COMPUTE_PROFILE, WORKER_START)
   for (const { bench, result } of results) {
     out.push(`## ${bench.title}`, '')
     out.push(bench.method.replaceAll('\n', ' '), '')
