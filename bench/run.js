@@ -5,7 +5,7 @@
 //   node bench/run.js compute     one or more by name: compute, boot, submit, server, throughput, sse, filters, matrices, multinode
 //   node bench/run.js --doc-only  rewrite docs/benchmarks.md from the stored results
 import { spawn } from 'node:child_process'
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { cpuSpeeds, loadavg, machine, printRows, RESULTS_DIR, ROOT, verdict } from './lib.js'
@@ -339,8 +339,9 @@ the afternoon's runs (AMD EPYC with AVX-512).
   | full bundle (\`ctx.math\`), Node 24 / Node 20 | 100–119 / 98–110 ms | 32–37 / 33–40 ms |
 - **No \`performance\` global in a worker**: its first use loads perf_hooks, ~4 ms; worker code times itself with
   \`process.hrtime\` (src/jobs/clock.ts).
-- **SQL statements prepared at their first use** (\`prepareLazily\`, src/db.ts): a worker runs about ten of the
-  stores' ~45; making the job store went from 5.2 to 3.3 ms on Node 20.
+- **A worker's SQL statements are prepared at their first use** (\`statementPreparer\`, src/db.ts; the server still
+  prepares, and so checks, every one at start): a worker runs about ten of the stores' ~45; making the job store
+  went from 5.2 to 3.3 ms on Node 20.
 - Tried and left out: \`--min-semi-space-size\` 8 or 16 MB (no scavenges at start, but the same CPU: 169 and 178
   against 170 ms); replacing \`assert\` in the bundle (pino's sonic-boom needs it; 150 against 148 ms, noise);
   \`--no-lazy\` so that the compile cache holds every function (159 against 148 ms).
@@ -477,9 +478,14 @@ not use: multiply's dispatch is no longer the largest item; see "2026-12-06, eve
 /** Where the speed of each CPU around the latest `npm run bench` is kept. */
 const SPEEDS = join(RESULTS_DIR, 'cpu-speeds.json')
 
+/** The recorded speeds, or null when there are none or the file is not what cpuSpeeds and the run wrote. */
 function readSpeeds () {
   try {
-    return JSON.parse(readFileSync(SPEEDS, 'utf8'))
+    const speeds = JSON.parse(readFileSync(SPEEDS, 'utf8'))
+    const valid = (list) => Array.isArray(list) && list.every((c) => Number.isInteger(c?.cpu) && (c.ms === null || Number.isFinite(c.ms)))
+    if (typeof speeds?.node !== 'string' || typeof speeds.date !== 'string' || !Array.isArray(speeds.benches) || !valid(speeds.before)) return null
+    if (speeds.after !== null && !valid(speeds.after)) return null
+    return speeds
   } catch {
     return null
   }
@@ -551,7 +557,7 @@ function writeDoc () {
     `- Report written: ${m.date}`)
   const speeds = readSpeeds()
   if (speeds) {
-    const list = (s) => s.map((c) => `cpu${c.cpu} ${c.ms}`).join(', ')
+    const list = (s) => s.map((c) => `cpu${c.cpu} ${c.ms ?? 'n/a'}`).join(', ')
     out.push(`- Speed of each CPU (CPU ms of one fixed loop pinned to it with taskset, best of 3; bench/lib.js cpuSpeeds), around the ${speeds.node} run of ${speeds.date} (${speeds.benches.join(', ')}): before ${list(speeds.before)}; after ${speeds.after ? list(speeds.after) : 'n/a'}. Unequal or changing figures mean the host ran some vCPUs slower at times; CPU-time figures below vary with it.`)
   }
   out.push('')
@@ -613,8 +619,16 @@ if (!docOnly) {
     if (!(await runOne(bench))) failed++
     await sleep(500)
   }
-  if (before) mkdirSync(RESULTS_DIR, { recursive: true })
-  if (before) writeFileSync(SPEEDS, JSON.stringify({ node: process.version, date: machine().date, benches: selected.map((b) => b.name), before, after: cpuSpeeds() }, null, 2))
+  try {
+    // A reading from an older run must not pass for this one's.
+    rmSync(SPEEDS, { force: true })
+    if (before) {
+      mkdirSync(RESULTS_DIR, { recursive: true })
+      writeFileSync(SPEEDS, JSON.stringify({ node: process.version, date: machine().date, benches: selected.map((b) => b.name), before, after: cpuSpeeds() }, null, 2))
+    }
+  } catch (err) {
+    console.error(`the speed of each CPU was not recorded: ${err.message}`)
+  }
 }
 const results = writeDoc()
 console.log('\n\n######## summary (docs/benchmarks.md)')

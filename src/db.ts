@@ -27,13 +27,16 @@ export function openDb (path: string): Db {
 }
 
 /**
- * A statement prepared at its first use, then reused. A store holds ~45 statements and a worker runs about ten of
- * them: preparing every one when the store is made cost each new worker ~4 ms of CPU (docs/benchmarks.md, "Worker
- * start"). A statement's SQL is still checked, by the first test that runs it.
+ * How a store prepares its statements. Eager (the server, tests, tools): all of them when the store is made, so
+ * every statement's SQL is checked against the schema at start. Lazy (a worker's stores): each at its first use; a
+ * worker runs about ten of the ~45, and preparing them all cost each new worker ~2 ms of CPU (docs/benchmarks.md,
+ * "2026-12-06, evening"). Either way a statement is prepared once per connection.
  */
-export function prepareLazily<T> (prepare: () => T): () => T {
-  let statement: T | undefined
-  return () => (statement ??= prepare())
+export function statementPreparer (eager: boolean): <T>(prepare: () => T) => () => T {
+  return <T>(prepare: () => T): (() => T) => {
+    let statement: T | undefined = eager ? prepare() : undefined
+    return () => (statement ??= prepare())
+  }
 }
 
 /**

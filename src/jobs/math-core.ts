@@ -38,21 +38,26 @@ function corePath (): string | undefined {
   return undefined
 }
 
-function loadCore (): { math: MathCore, source: 'core' | 'full' } {
+function loadCore (): { math: MathCore, source: 'core' | 'full', error?: string } {
   const path = corePath()
+  let error: string | undefined
   if (path) {
     try {
       return { math: (require(path) as { math: MathCore }).math, source: 'core' }
-    } catch {
-      // A broken build: the full bundle computes the same.
+    } catch (err) {
+      // A broken build (or a mathjs whose API the build no longer fits): the full bundle computes the same.
+      error = `${path} failed to load: ${err instanceof Error ? err.message : String(err)}`
     }
   }
-  return { math: fullMath() as unknown as MathCore, source: 'full' }
+  return { math: fullMath() as unknown as MathCore, source: 'full', error }
 }
 
 const loaded = loadCore()
 
 /** multiply and DenseMatrix, from the core bundle or, failing that, the full one. */
 export const mathCore: MathCore = loaded.math
-/** Which one it is: 'full' means dist/mathjs-core.cjs was not built (no esbuild) and workers start slower. */
+/** Which one it is: 'full' means dist/mathjs-core.cjs was not built (no esbuild) or did not load, and workers start
+ *  slower. */
 export const mathCoreSource = loaded.source
+/** Why the core bundle was built but not used, if it was. */
+export const mathCoreError: string | undefined = loaded.error

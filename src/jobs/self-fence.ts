@@ -51,9 +51,9 @@ export interface FenceClock {
   fenced (cause?: unknown, now?: number): SelfFenced
 }
 
-/** A clock whose budget starts at `start` (when the worker learned the job was its own). */
-export function createFenceClock (budgetMs: number, start = monotonicMs(), clock: () => number = () => monotonicMs()): FenceClock {
-  let lastOk = start
+/** A clock whose budget starts at `start` (when the worker learned the job was its own; now by `clock`, if not given). */
+export function createFenceClock (budgetMs: number, start?: number, clock: () => number = monotonicMs): FenceClock {
+  let lastOk = start ?? clock()
   let failures = 0
   let nextTry = 0
   let lastError: unknown

@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3'
-import { type Db, prepareLazily } from '../db.js'
+import { type Db, statementPreparer } from '../db.js'
 import { ConflictError, NotFoundError, QueueFullError } from '../errors.js'
 import type { JobEventDetail, JobEventKind, JobEventRow, StopRequester } from './history.js'
 import { createdIdSql, filterSql, type JobFilter } from './job-filter.js'
@@ -132,21 +132,28 @@ export const NEXT_PENDING_SQL = "SELECT * FROM jobs INDEXED BY jobs_queue WHERE 
 /** One entry of the change feed: a job's latest state, or the id of a deleted job; `seq` is its change number. */
 export type Change = { seq: number, row: JobRow, deleted?: undefined } | { seq: number, deleted: number, row?: undefined }
 
+/** `eager: false` prepares each statement at its first use (a worker's store); the default prepares them all at once. */
+export interface StoreOptions {
+  readonly eager?: boolean
+}
+
 /**
- * All job SQL. Every statement is prepared once, at its first use (prepareLazily); methods are synchronous;
- * anything that reads and then writes runs in a BEGIN IMMEDIATE transaction. Worker writes are fenced: they match on (id, lease, worker token,
+ * All job SQL. Every statement is prepared once: when the store is made, or at its first use with `eager: false`
+ * (a worker's store; statementPreparer). Methods are synchronous; anything that reads and then writes runs in a
+ * BEGIN IMMEDIATE transaction. Worker writes are fenced: they match on (id, lease, worker token,
  * status 'running') and report `ok: false` when the attempt is no longer the job's current one.
  */
-export function createJobStore (db: Db, clock: () => number = Date.now) {
-  const getStmt = prepareLazily(() => db.prepare<[number], JobRow>('SELECT * FROM jobs WHERE id = ?'))
-  const byKeyStmt = prepareLazily(() => db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE idempotency_key = ?'))
-  const countPendingStmt = prepareLazily(() => db.prepare<[], { c: number }>("SELECT count(*) AS c FROM jobs WHERE status = 'pending'"))
-  const insertStmt = prepareLazily(() => db.prepare<Record<string, unknown>, JobRow>(`
+export function createJobStore (db: Db, clock: () => number = Date.now, { eager = true }: StoreOptions = {}) {
+  const prepared = statementPreparer(eager)
+  const getStmt = prepared(() => db.prepare<[number], JobRow>('SELECT * FROM jobs WHERE id = ?'))
+  const byKeyStmt = prepared(() => db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE idempotency_key = ?'))
+  const countPendingStmt = prepared(() => db.prepare<[], { c: number }>("SELECT count(*) AS c FROM jobs WHERE status = 'pending'"))
+  const insertStmt = prepared(() => db.prepare<Record<string, unknown>, JobRow>(`
     INSERT INTO jobs (type, name, params, priority, steps, timeout_ms, idempotency_key, retry_of, created_at, updated_at)
     VALUES (@type, @name, @params, @priority, @steps, @timeoutMs, @idempotencyKey, @retryOf, @now, @now)
     RETURNING *`))
-  const countsStmt = prepareLazily(() => db.prepare<[], { status: JobStatus, c: number }>('SELECT status, count(*) AS c FROM jobs GROUP BY status'))
-  const countStatusStmt = prepareLazily(() => db.prepare<[JobStatus], number>('SELECT count(*) FROM jobs WHERE status = ?').pluck())
+  const countsStmt = prepared(() => db.prepare<[], { status: JobStatus, c: number }>('SELECT status, count(*) AS c FROM jobs GROUP BY status'))
+  const countStatusStmt = prepared(() => db.prepare<[JobStatus], number>('SELECT count(*) FROM jobs WHERE status = ?').pluck())
   // Filtered lists and counts: one statement per shape of filter (which conditions it has), prepared at first use.
   // Each status is read on its own through (status, id) or (status, type, id), newest first without a sort.
   const shaped = new Map<string, Database.Statement>()
@@ -163,82 +170,82 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
   const countShaped = (filter: JobFilter): Database.Statement =>
     prepareShaped(`count:${filterSql(filter, true).shape}`, () => countSql(filter)).pluck()
   // ---- history (migrations/006) ----
-  const addEventStmt = prepareLazily(() => db.prepare<{ id: number, kind: JobEventKind, detail: string | null, attempt: number | null, now: number }>(`
+  const addEventStmt = prepared(() => db.prepare<{ id: number, kind: JobEventKind, detail: string | null, attempt: number | null, now: number }>(`
     INSERT INTO job_events (job_id, at, kind, attempt, lease, step, detail)
     SELECT id, @now, @kind, coalesce(@attempt, attempts), lease, step, @detail FROM jobs WHERE id = @id`))
-  const eventsStmt = prepareLazily(() => db.prepare<[number], JobEventRow>('SELECT * FROM job_events WHERE job_id = ? ORDER BY id'))
-  const lastCheckpointEventStmt = prepareLazily(() => db.prepare<[number], { at: number, lease: number }>(
+  const eventsStmt = prepared(() => db.prepare<[number], JobEventRow>('SELECT * FROM job_events WHERE job_id = ? ORDER BY id'))
+  const lastCheckpointEventStmt = prepared(() => db.prepare<[number], { at: number, lease: number }>(
     "SELECT at, lease FROM job_events WHERE job_id = ? AND kind = 'checkpoint' ORDER BY id DESC LIMIT 1"))
   // ---- throughput ----
-  const finishedPerMinuteStmt = prepareLazily(() => db.prepare<{ from: number }, { minute: number, status: JobStatus, c: number }>(`
+  const finishedPerMinuteStmt = prepared(() => db.prepare<{ from: number }, { minute: number, status: JobStatus, c: number }>(`
     SELECT CAST((finished_at - @from) / 60000 AS INTEGER) AS minute, status, count(*) AS c FROM jobs
     WHERE finished_at >= @from AND finished_at IS NOT NULL GROUP BY minute, status`))
-  const cancelPendingStmt = prepareLazily(() => db.prepare<{ id: number, now: number }>(`
+  const cancelPendingStmt = prepared(() => db.prepare<{ id: number, now: number }>(`
     UPDATE jobs SET status = 'canceled', finished_at = @now, updated_at = @now WHERE id = @id AND status = 'pending'`))
-  const requestStopStmt = prepareLazily(() => db.prepare<{ id: number, request: StopRequest, now: number }>(`
+  const requestStopStmt = prepared(() => db.prepare<{ id: number, request: StopRequest, now: number }>(`
     UPDATE jobs SET stop_request = @request, stop_requested_at = @now, updated_at = @now
     WHERE id = @id AND status = 'running' AND (stop_request IS NULL OR stop_request = 'release')`))
-  const deleteStmt = prepareLazily(() => db.prepare<[number]>("DELETE FROM jobs WHERE id = ? AND status IN ('done', 'failed', 'canceled')"))
-  const nextPendingStmt = prepareLazily(() => db.prepare<[], JobRow>(NEXT_PENDING_SQL))
-  const claimStmt = prepareLazily(() => db.prepare<{ id: number, worker: string, node: string | null, leaseMs: number | null, now: number }, JobRow>(`
+  const deleteStmt = prepared(() => db.prepare<[number]>("DELETE FROM jobs WHERE id = ? AND status IN ('done', 'failed', 'canceled')"))
+  const nextPendingStmt = prepared(() => db.prepare<[], JobRow>(NEXT_PENDING_SQL))
+  const claimStmt = prepared(() => db.prepare<{ id: number, worker: string, node: string | null, leaseMs: number | null, now: number }, JobRow>(`
     UPDATE jobs SET status = 'running', lease = lease + 1, attempts = attempts + 1, worker = @worker, node = @node, lease_ms = @leaseMs, lease_ms_lease = lease + 1,
       pid = NULL, pid_start = NULL,
       heartbeat_at = @now, stop_request = NULL, stop_requested_at = NULL,
       started_at = coalesce(started_at, @now), updated_at = @now
     WHERE id = @id AND status = 'pending'
     RETURNING *`))
-  const runningStmt = prepareLazily(() => db.prepare<[], JobRow>("SELECT * FROM jobs WHERE status = 'running'"))
-  const anyPendingStmt = prepareLazily(() => db.prepare<[], number>("SELECT 1 FROM jobs WHERE status = 'pending' LIMIT 1").pluck())
-  const assignedStmt = prepareLazily(() => db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE worker = ? AND status = 'running'"))
-  const beatStmt = prepareLazily(() => db.prepare<{ id: number, lease: number, worker: string | null, pid: number | null, pidStart: number | null, step: number, progress: number, now: number }, { stop_request: StopRequest | null }>(`
+  const runningStmt = prepared(() => db.prepare<[], JobRow>("SELECT * FROM jobs WHERE status = 'running'"))
+  const anyPendingStmt = prepared(() => db.prepare<[], number>("SELECT 1 FROM jobs WHERE status = 'pending' LIMIT 1").pluck())
+  const assignedStmt = prepared(() => db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE worker = ? AND status = 'running'"))
+  const beatStmt = prepared(() => db.prepare<{ id: number, lease: number, worker: string | null, pid: number | null, pidStart: number | null, step: number, progress: number, now: number }, { stop_request: StopRequest | null }>(`
     UPDATE jobs SET pid = coalesce(@pid, pid), pid_start = coalesce(@pidStart, pid_start), step = @step, progress = @progress,
       heartbeat_at = @now, updated_at = @now
     WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'
     RETURNING stop_request`))
-  const saveCheckpointStmt = prepareLazily(() => db.prepare<{ id: number, lease: number, step: number, state: Buffer, now: number }>(`
+  const saveCheckpointStmt = prepared(() => db.prepare<{ id: number, lease: number, step: number, state: Buffer, now: number }>(`
     INSERT INTO checkpoints (job_id, lease, step, state, saved_at) VALUES (@id, @lease, @step, @state, @now)
     ON CONFLICT (job_id) DO UPDATE SET lease = excluded.lease, step = excluded.step, state = excluded.state,
       saved_at = excluded.saved_at`))
-  const loadCheckpointStmt = prepareLazily(() => db.prepare<[number], { step: number, state: Buffer }>(
+  const loadCheckpointStmt = prepared(() => db.prepare<[number], { step: number, state: Buffer }>(
     'SELECT step, state FROM checkpoints WHERE job_id = ?'))
-  const checkpointStepStmt = prepareLazily(() => db.prepare<[number], { step: number, saved_at: number }>(
+  const checkpointStepStmt = prepared(() => db.prepare<[number], { step: number, saved_at: number }>(
     'SELECT step, saved_at FROM checkpoints WHERE job_id = ?'))
-  const dropCheckpointStmt = prepareLazily(() => db.prepare<[number]>('DELETE FROM checkpoints WHERE job_id = ?'))
+  const dropCheckpointStmt = prepared(() => db.prepare<[number]>('DELETE FROM checkpoints WHERE job_id = ?'))
   type Fence = { id: number, lease: number, worker: string | null }
-  const doneStmt = prepareLazily(() => db.prepare<Fence & { result: string, now: number }>(`
+  const doneStmt = prepared(() => db.prepare<Fence & { result: string, now: number }>(`
     UPDATE jobs SET status = 'done', result = @result, error = NULL, step = steps, progress = 100, pid = NULL, pid_start = NULL,
       stop_request = NULL, finished_at = @now, updated_at = @now
     WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'`))
-  const failStmt = prepareLazily(() => db.prepare<Fence & { error: string, now: number }>(`
+  const failStmt = prepared(() => db.prepare<Fence & { error: string, now: number }>(`
     UPDATE jobs SET status = 'failed', error = @error, pid = NULL, pid_start = NULL, finished_at = @now, updated_at = @now
     WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'`))
-  const cancelRunningStmt = prepareLazily(() => db.prepare<Fence & { now: number }>(`
+  const cancelRunningStmt = prepared(() => db.prepare<Fence & { now: number }>(`
     UPDATE jobs SET status = 'canceled', pid = NULL, pid_start = NULL, finished_at = @now, updated_at = @now
     WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'`))
   // A release is not the job's fault: the attempt it used is given back (so is one the database kept from
   // working, with the reason kept in error).
-  const releaseStmt = prepareLazily(() => db.prepare<Fence & { error: string | null, now: number }>(`
+  const releaseStmt = prepared(() => db.prepare<Fence & { error: string | null, now: number }>(`
     UPDATE jobs SET status = 'pending', attempts = max(attempts - 1, 0), error = coalesce(@error, error), worker = NULL,
       pid = NULL, pid_start = NULL, stop_request = NULL, stop_requested_at = NULL, heartbeat_at = NULL, updated_at = @now
     WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'`))
-  const requeueStmt = prepareLazily(() => db.prepare<Fence & { error: string, now: number }>(`
+  const requeueStmt = prepared(() => db.prepare<Fence & { error: string, now: number }>(`
     UPDATE jobs SET status = 'pending', error = @error, worker = NULL, pid = NULL, pid_start = NULL, heartbeat_at = NULL,
       stop_request = NULL, stop_requested_at = NULL, updated_at = @now
     WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'`))
   // ---- change feed (migrations/004): rows and tombstones by change number ----
-  const changedStmt = prepareLazily(() => db.prepare<{ after: number, limit: number }, JobRow>(
+  const changedStmt = prepared(() => db.prepare<{ after: number, limit: number }, JobRow>(
     'SELECT * FROM jobs WHERE seq > @after ORDER BY seq LIMIT @limit'))
-  const tombstonesStmt = prepareLazily(() => db.prepare<{ after: number, limit: number }, { seq: number, job_id: number }>(
+  const tombstonesStmt = prepared(() => db.prepare<{ after: number, limit: number }, { seq: number, job_id: number }>(
     'SELECT seq, job_id FROM job_tombstones WHERE seq > @after ORDER BY seq LIMIT @limit'))
-  const latestSeqStmt = prepareLazily(() => db.prepare<[], number>('SELECT n FROM change_counter').pluck())
-  const resumableStmt = prepareLazily(() => db.prepare<[], number>('SELECT max(n - keep_tombstones, 0) FROM change_counter').pluck())
+  const latestSeqStmt = prepared(() => db.prepare<[], number>('SELECT n FROM change_counter').pluck())
+  const resumableStmt = prepared(() => db.prepare<[], number>('SELECT max(n - keep_tombstones, 0) FROM change_counter').pluck())
   // Counting stops at @cap rows: "more than the cap" is all a caller needs, without walking every change.
-  const countRowsStmt = prepareLazily(() => db.prepare<{ after: number, upTo: number, cap: number }, number>(
+  const countRowsStmt = prepared(() => db.prepare<{ after: number, upTo: number, cap: number }, number>(
     'SELECT count(*) FROM (SELECT 1 FROM jobs WHERE seq > @after AND seq <= @upTo LIMIT @cap)').pluck())
-  const countTombstonesStmt = prepareLazily(() => db.prepare<{ after: number, upTo: number, cap: number }, number>(
+  const countTombstonesStmt = prepared(() => db.prepare<{ after: number, upTo: number, cap: number }, number>(
     'SELECT count(*) FROM (SELECT 1 FROM job_tombstones WHERE seq > @after AND seq <= @upTo LIMIT @cap)').pluck())
 
-  const ownedStmt = prepareLazily(() => db.prepare<Fence, number>(
+  const ownedStmt = prepared(() => db.prepare<Fence, number>(
     "SELECT 1 FROM jobs WHERE id = @id AND lease = @lease AND worker = @worker AND status = 'running'").pluck())
   const fenced = <T>(changes: number, value: T): Fenced<T> => (changes === 1 ? { ok: true, value } : { ok: false })
 
@@ -308,7 +315,7 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
   }).immediate()
 
   /** One job of a bulk action, inside its batch's transaction: what was done, or why it was skipped. */
-  const retriedAsStmt = prepareLazily(() => db.prepare<[number], number>('SELECT id FROM jobs WHERE retry_of = ? ORDER BY id LIMIT 1').pluck())
+  const retriedAsStmt = prepared(() => db.prepare<[number], number>('SELECT id FROM jobs WHERE retry_of = ? ORDER BY id LIMIT 1').pluck())
   const bulkOne = (row: JobRow, action: BulkAction, room: { pending: number, max: number }): string | null => {
     const { id, status } = row
     if (action === 'cancel') {
@@ -340,10 +347,10 @@ export function createJobStore (db: Db, clock: () => number = Date.now) {
   }
 
   // Retention. A purge goes in batches, each its own transaction, so workers are never kept waiting on a long delete.
-  const purgeCheckpointsStmt = prepareLazily(() => db.prepare<{ before: number, limit: number }>(`
+  const purgeCheckpointsStmt = prepared(() => db.prepare<{ before: number, limit: number }>(`
     DELETE FROM checkpoints WHERE job_id IN (SELECT id FROM jobs
       WHERE status IN ('done', 'failed', 'canceled') AND finished_at < @before ORDER BY id LIMIT @limit)`))
-  const purgeJobsStmt = prepareLazily(() => db.prepare<{ before: number, limit: number }>(`
+  const purgeJobsStmt = prepared(() => db.prepare<{ before: number, limit: number }>(`
     DELETE FROM jobs WHERE id IN (SELECT id FROM jobs
       WHERE status IN ('done', 'failed', 'canceled') AND finished_at < @before ORDER BY id LIMIT @limit)`))
   const purgeTx = db.transaction((before: number, limit: number): number => {

@@ -33,7 +33,7 @@ import type { Checkpoint, JobRun } from './contract.js'
 import { coreCount, threadShare } from './cores.js'
 import { createJobContext } from './job-context.js'
 import { LyapunovRun } from './lyapunov.js'
-import { mathCoreSource } from './math-core.js'
+import { mathCoreError, mathCoreSource } from './math-core.js'
 import { matrixIdsOf, preloadMatrices, preloadedSource } from './matrix-inputs.js'
 import { resultToJson } from './result-json.js'
 import { createFenceClock, EXIT_SELF_FENCED, fenceBudgetMs, type FenceClock, SelfFenced } from './self-fence.js'
@@ -82,7 +82,11 @@ try {
   // Not allowed to change niceness here; computing at normal priority is still correct.
 }
 
-if (mathCoreSource === 'full') log.warn('dist/mathjs-core.cjs is missing (npm run build without esbuild): this worker loads the full mathjs, ~0.2 s more CPU per worker')
+if (mathCoreSource === 'full') {
+  log.warn(mathCoreError
+    ? `${mathCoreError}; this worker loads the full mathjs, ~0.1 s more CPU per worker`
+    : 'dist/mathjs-core.cjs is missing (npm run build without esbuild): this worker loads the full mathjs, ~0.1 s more CPU per worker')
+}
 
 // A signal (Ctrl+C reaches the whole process group, SIGTERM from a service manager) means: checkpoint, give
 // the job back, exit. The server's release request means the same.

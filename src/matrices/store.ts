@@ -1,9 +1,10 @@
 /**
- * All matrix SQL, each statement prepared once. Used by the server (uploads, downloads, listing, the submit
+ * All matrix SQL, each statement prepared once (when the store is made, or at first use with `eager: false`). Used by the server (uploads, downloads, listing, the submit
  * check) and by workers (a job's inputs, its result). Synchronous, like the job store: a write that reads first
  * runs in one immediate transaction.
  */
-import type { Db } from '../db.js'
+import { type Db, statementPreparer } from '../db.js'
+import type { StoreOptions } from '../jobs/store.js'
 import { ConflictError, NotFoundError } from '../errors.js'
 import { canonicalBytes, fromCanonicalBytes, type Matrix64, matrixSha256 } from './matrix.js'
 
@@ -78,33 +79,34 @@ export function cornerBytes (m: Matrix64): Buffer {
 }
 
 /** The matrix store over an open, migrated database. */
-export function createMatrixStore (db: Db, clock: () => number = Date.now) {
+export function createMatrixStore (db: Db, clock: () => number = Date.now, { eager = true }: StoreOptions = {}) {
+  const prepared = statementPreparer(eager)
   const META = 'id, name, rows, cols, sha256, bytes, created_at, job_id'
-  const insertStmt = db.prepare<{ name: string, rows: number, cols: number, sha256: string, bytes: number, now: number, jobId: number | null, corner: Buffer, data: Buffer }>(`
+  const insertStmt = prepared(() => db.prepare<{ name: string, rows: number, cols: number, sha256: string, bytes: number, now: number, jobId: number | null, corner: Buffer, data: Buffer }>(`
     INSERT INTO matrices (name, rows, cols, sha256, bytes, created_at, job_id, corner, data)
-    VALUES (@name, @rows, @cols, @sha256, @bytes, @now, @jobId, @corner, @data)`)
-  const getStmt = db.prepare<[number], MatrixRow>(`SELECT ${META} FROM matrices WHERE id = ?`)
-  const shapeStmt = db.prepare<[number], { rows: number, cols: number }>('SELECT rows, cols FROM matrices WHERE id = ?')
-  const dataStmt = db.prepare<[number], MatrixRow & { data: Buffer }>(`SELECT ${META}, data FROM matrices WHERE id = ?`)
-  const cornerStmt = db.prepare<[number], { corner: Buffer }>('SELECT corner FROM matrices WHERE id = ?')
-  const listStmt = db.prepare<{ cursor: number, limit: number }, MatrixRow>(
-    `SELECT ${META} FROM matrices WHERE id < @cursor ORDER BY id DESC LIMIT @limit`)
+    VALUES (@name, @rows, @cols, @sha256, @bytes, @now, @jobId, @corner, @data)`))
+  const getStmt = prepared(() => db.prepare<[number], MatrixRow>(`SELECT ${META} FROM matrices WHERE id = ?`))
+  const shapeStmt = prepared(() => db.prepare<[number], { rows: number, cols: number }>('SELECT rows, cols FROM matrices WHERE id = ?'))
+  const dataStmt = prepared(() => db.prepare<[number], MatrixRow & { data: Buffer }>(`SELECT ${META}, data FROM matrices WHERE id = ?`))
+  const cornerStmt = prepared(() => db.prepare<[number], { corner: Buffer }>('SELECT corner FROM matrices WHERE id = ?'))
+  const listStmt = prepared(() => db.prepare<{ cursor: number, limit: number }, MatrixRow>(
+    `SELECT ${META} FROM matrices WHERE id < @cursor ORDER BY id DESC LIMIT @limit`))
   // The job parameters hold the ids: matmul {"matrices": [ids]}, matpow {"matrix": id}.
-  const usedByStmt = db.prepare<{ id: number }, { id: number, status: string }>(`
+  const usedByStmt = prepared(() => db.prepare<{ id: number }, { id: number, status: string }>(`
     SELECT id, status FROM jobs
     WHERE status IN ${ACTIVE} AND (
       (type = 'matpow' AND json_extract(params, '$.matrix') = @id)
       OR (type = 'matmul' AND EXISTS (SELECT 1 FROM json_each(jobs.params, '$.matrices') WHERE value = @id)))
-    ORDER BY id LIMIT 1`)
-  const deleteStmt = db.prepare<[number]>('DELETE FROM matrices WHERE id = ?')
-  const countStmt = db.prepare<[], { n: number, bytes: number }>('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS bytes FROM matrices')
+    ORDER BY id LIMIT 1`))
+  const deleteStmt = prepared(() => db.prepare<[number]>('DELETE FROM matrices WHERE id = ?'))
+  const countStmt = prepared(() => db.prepare<[], { n: number, bytes: number }>('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS bytes FROM matrices'))
 
   const insert = (m: Matrix64 & { name: string }, jobId: number | null): MatrixRow => {
     const sha256 = matrixSha256(m.data)
-    const id = Number(insertStmt.run({
+    const id = Number(insertStmt().run({
       name: m.name, rows: m.rows, cols: m.cols, sha256, bytes: m.rows * m.cols * 8, now: clock(), jobId, corner: cornerBytes(m), data: canonicalBytes(m.data)
     }).lastInsertRowid)
-    return getStmt.get(id) as MatrixRow
+    return getStmt().get(id) as MatrixRow
   }
 
   return {
@@ -123,41 +125,41 @@ export function createMatrixStore (db: Db, clock: () => number = Date.now) {
 
     /** Metadata, without reading the data. */
     get (id: number): MatrixRow | undefined {
-      return getStmt.get(id)
+      return getStmt().get(id)
     },
 
     /** Shape of a matrix, or undefined (the job types' submit check). */
     shape (id: number): { rows: number, cols: number } | undefined {
-      return shapeStmt.get(id)
+      return shapeStmt().get(id)
     },
 
     /** A matrix with its numbers; NotFoundError when there is none with that id. */
     load (id: number): LoadedMatrix {
-      const row = dataStmt.get(id)
+      const row = dataStmt().get(id)
       if (!row) throw new NotFoundError(`matrix ${id} not found`)
       return { id: row.id, name: row.name, rows: row.rows, cols: row.cols, data: fromCanonicalBytes(row.data) }
     },
 
     /** Metadata and the stored bytes as they are (for downloads: no conversion, one copy in memory). */
     loadBytes (id: number): (MatrixRow & { data: Buffer }) | undefined {
-      return dataStmt.get(id)
+      return dataStmt().get(id)
     },
 
     /** The top-left corner, at most `rows` × `cols` (≤ CORNER each), from the stored corner: the data is not read. */
     corner (id: number, rows: number, cols: number): { meta: MatrixRow, data: number[][] } | undefined {
-      const meta = getStmt.get(id)
+      const meta = getStmt().get(id)
       if (!meta) return undefined
       const width = Math.min(meta.cols, CORNER)
       const r = Math.min(rows, meta.rows, CORNER)
       const c = Math.min(cols, width)
-      const stored = fromCanonicalBytes((cornerStmt.get(id) as { corner: Buffer }).corner)
+      const stored = fromCanonicalBytes((cornerStmt().get(id) as { corner: Buffer }).corner)
       const data = Array.from({ length: r }, (_, i) => Array.from(stored.subarray(i * width, i * width + c)))
       return { meta, data }
     },
 
     /** A page of matrices, newest first. */
     list (options: { limit: number, cursor?: number }): MatrixPage {
-      const rows = listStmt.all({ cursor: options.cursor ?? Number.MAX_SAFE_INTEGER, limit: options.limit + 1 })
+      const rows = listStmt().all({ cursor: options.cursor ?? Number.MAX_SAFE_INTEGER, limit: options.limit + 1 })
       const more = rows.length > options.limit
       if (more) rows.pop()
       return { matrices: rows, nextCursor: more ? rows[rows.length - 1].id : null }
@@ -165,22 +167,22 @@ export function createMatrixStore (db: Db, clock: () => number = Date.now) {
 
     /** The id of a pending or running job that reads this matrix, if any. */
     usedBy (id: number): { id: number, status: string } | undefined {
-      return usedByStmt.get({ id })
+      return usedByStmt().get({ id })
     },
 
     /** Deletes a matrix: NotFoundError if unknown, ConflictError while a pending or running job uses it. */
     remove (id: number): void {
       db.transaction(() => {
-        if (!shapeStmt.get(id)) throw new NotFoundError(`matrix ${id} not found`)
-        const job = usedByStmt.get({ id })
+        if (!shapeStmt().get(id)) throw new NotFoundError(`matrix ${id} not found`)
+        const job = usedByStmt().get({ id })
         if (job) throw new ConflictError(`matrix ${id} is used by job ${job.id} (${job.status}); cancel or wait for it first`)
-        deleteStmt.run(id)
+        deleteStmt().run(id)
       }).immediate()
     },
 
     /** How many matrices are stored, and their data bytes. */
     totals (): { n: number, bytes: number } {
-      return countStmt.get() as { n: number, bytes: number }
+      return countStmt().get() as { n: number, bytes: number }
     }
   }
 }

@@ -39,8 +39,9 @@ export async function openStores (config: Pick<Config, 'databaseUrl' | 'dbPath' 
     const applied = role === 'server' ? migrate(db) : []
     return {
       kind: 'sqlite',
-      jobs: createSqliteJobStore(db),
-      matrices: createSqliteMatrixStore(db),
+      // A worker prepares each statement when it first runs it; a server checks them all at start.
+      jobs: createSqliteJobStore(db, Date.now, { eager: role === 'server' }),
+      matrices: createSqliteMatrixStore(db, Date.now, { eager: role === 'server' }),
       sqlite: db,
       applied,
       ready: async () => {

@@ -7,7 +7,7 @@
  * migrations/004 as decimal strings.
  */
 import type { Db } from '../db.js'
-import { createJobStore, type JobStore } from '../jobs/store.js'
+import { createJobStore, type JobStore, type StoreOptions } from '../jobs/store.js'
 import { createMatrixStore, type MatrixStore } from '../matrices/store.js'
 import { type AsyncJobStore, type FeedChange, type LostOutcome, MAX_RESULT_MATRICES, type RunningJob } from './job-store.js'
 import { createSqliteNodes, type SqliteNodes } from './sqlite-nodes.js'
@@ -131,6 +131,6 @@ export function asyncSqliteStore (store: JobStore, clock: () => number = Date.no
 }
 
 /** An async store over an open, migrated SQLite database (a new synchronous store on it). */
-export function createSqliteJobStore (db: Db, clock: () => number = Date.now): AsyncJobStore {
-  return asyncSqliteStore(createJobStore(db, clock), clock, createMatrixStore(db, clock), createSqliteNodes(db, clock))
+export function createSqliteJobStore (db: Db, clock: () => number = Date.now, options: StoreOptions = {}): AsyncJobStore {
+  return asyncSqliteStore(createJobStore(db, clock, options), clock, createMatrixStore(db, clock, options), createSqliteNodes(db, clock, options))
 }

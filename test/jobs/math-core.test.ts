@@ -4,11 +4,19 @@
  * multiply's dispatch cheaply. Its products of 'number' matrices must be the full mathjs's, bit for bit, in every
  * shape a job calls it with; a call that would need a conversion is refused rather than converted.
  */
+import { existsSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import type { Matrix } from 'mathjs'
 import t, { type Test } from 'tap'
-import { fullMath, mathCore, mathCoreSource } from '../../src/jobs/math-core.js'
+import { fullMath, mathCore, mathCoreError, mathCoreSource } from '../../src/jobs/math-core.js'
 
-const missing = mathCoreSource !== 'core' && 'needs npm run build (with esbuild) first'
+const CORE = fileURLToPath(new URL('../../dist/mathjs-core.cjs', import.meta.url))
+const missing = !existsSync(CORE) && 'needs npm run build (with esbuild) first'
+
+t.test('the built core is the one in use: a core that fails to load does not pass for a missing one', { skip: missing }, async (t) => {
+  t.equal(mathCoreError, undefined, 'no load error')
+  t.equal(mathCoreSource, 'core', 'products use dist/mathjs-core.cjs')
+})
 
 /** Reproducible values of both signs and many magnitudes (not a job's generator: any numbers will do). */
 function numbers (count: number, seed: number): number[] {
@@ -52,6 +60,17 @@ t.test('the core multiplies number matrices bit-identically to the full mathjs',
     const wantV = (full.multiply(full.matrix(a), full.matrix(column)) as Matrix).valueOf()
     sameBits(t, gotV, wantV, `${r}×${k} · column`)
   }
+})
+
+t.test('special values and a matrix without a datatype give the full mathjs\'s bits too', { skip: missing }, async (t) => {
+  const full = fullMath()
+  const a = [[0, -0, 1e-310], [Infinity, -Infinity, 2], [NaN, 1, -0]]
+  const b = [[-0, 1, Infinity], [0, -1, 3], [5e-324, NaN, -0]]
+  const want = (full.multiply(full.matrix(a), full.matrix(b)) as Matrix).valueOf()
+  sameBits(t, (mathCore.multiply(dense(a, [3, 3]), dense(b, [3, 3])) as Matrix).valueOf(), want, "'number' datatype")
+  // No datatype: mathjs dispatches each element's product and sum instead of finding them once.
+  const untyped = new mathCore.DenseMatrix({ data: b, size: [3, 3] } as unknown as ConstructorParameters<typeof mathCore.DenseMatrix>[0])
+  sameBits(t, (mathCore.multiply(dense(a, [3, 3]), untyped) as Matrix).valueOf(), want, 'no datatype on one operand')
 })
 
 t.test('a call that needs an implicit conversion is refused by the core, not converted', { skip: missing }, async (t) => {

@@ -2,6 +2,7 @@ import t from 'tap'
 import type { NewJob } from '../../src/jobs/types.js'
 import { openDb } from '../../src/db.js'
 import { countSql, createJobStore, NEXT_PENDING_SQL } from '../../src/jobs/store.js'
+import { openStores } from '../../src/store/open.js'
 import { tmpDb } from '../fixtures/helpers.js'
 
 const job = (over: Partial<NewJob> = {}): NewJob => ({
@@ -277,4 +278,19 @@ t.test('a claim reads the queue index in its order, and a count by name reads an
   const expected = db.prepare("SELECT min(id) AS id FROM jobs WHERE status = 'pending' AND priority = 2").get() as { id: number }
   t.equal(store.claimNext('w1')?.id, expected.id, 'the oldest job of the highest priority is claimed first')
   t.same(store.counts({ name: 'nIGHTLY' }), { pending: 120, running: 0, done: 120, failed: 0, canceled: 0 }, 'counts by name, whatever the case')
+})
+
+t.test('a server store checks every statement when it is made; a worker store prepares each at its first use', async (t) => {
+  // A database without the schema: every statement of the store names a table that is not there.
+  const path = `${t.testdir()}/empty.db`
+  t.throws(() => createJobStore(openDb(path)), /no such table/, 'eager (the default): made, it prepares and checks all')
+  const lazy = createJobStore(openDb(path), Date.now, { eager: false })
+  t.pass('lazy: made without preparing anything')
+  t.throws(() => lazy.get(1), /no such table/, 'a statement is prepared, and checked, when first used')
+
+  const worker = await openStores({ dbPath: path, databaseUrl: undefined, pgPoolMax: 1 }, { role: 'worker' })
+  t.teardown(() => worker.close())
+  await t.rejects(worker.ready(), /schema is version 0/, "a worker's stores open, and its schema check says what is wrong")
+  const { store } = tmpDb(t)
+  t.ok(store.submit(job(), 100).created, 'a store on a migrated database works either way')
 })
