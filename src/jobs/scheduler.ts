@@ -73,6 +73,16 @@ export function workerExecArgv (parent: readonly string[] = process.execArgv): s
   return [...parent.filter((arg) => !/^--max-(old|semi)-space-size/.test(arg)), '--max-semi-space-size=4', '--expose-gc', '--single-threaded']
 }
 
+/**
+ * Whether a worker may open a TLS connection: to PostgreSQL, or from the code of a user job type (the built-in
+ * types never do). Only then does it inherit NODE_EXTRA_CA_CERTS. Node 20 reads and parses that whole file in
+ * every process at start, whether or not TLS is ever used: ~40 ms of CPU per worker here, a quarter of its start
+ * (docs/benchmarks.md, "Worker start"). Node 24 reads it at first use.
+ */
+export function mayOpenTls (config: Pick<Config, 'databaseUrl'>, jobTypeModules: Readonly<Record<string, string>>): boolean {
+  return config.databaseUrl !== undefined || Object.keys(jobTypeModules).length > 0
+}
+
 /** A runnable worker silent for this many leases is taken as hung rather than starved of CPU. */
 const UNRESPONSIVE_LEASES = 6
 
@@ -179,6 +189,8 @@ export function createScheduler ({ store, config, log, nodeId = config.nodeId, w
     workerEntry = chosen.entry
     if (!chosen.bundled && WORKER_ENTRY.endsWith('.js')) log.warn({ why: chosen.why }, 'forking the plain worker module, not the bundle: each worker starts with more CPU')
   }
+  const workersMayUseTls = mayOpenTls(config, jobTypeModules)
+  if (!workersMayUseTls && process.env.NODE_EXTRA_CA_CERTS) log.debug('workers start without NODE_EXTRA_CA_CERTS: no job of theirs can open a TLS connection')
   const sweepEvery = sweepIntervalMs ?? Math.min(1000, Math.max(TICK_MS, Math.round(config.leaseMs / 4)))
   const membership = createNodeMembership({ store, nodeId, log, boot: givenBoot, leaseMs: config.leaseMs })
   const children = new Map<string, Child>()
@@ -268,6 +280,7 @@ export function createScheduler ({ store, config, log, nodeId = config.nodeId, w
     // The worker uses the database its server uses: never one named by a variable this server merely inherited.
     if (config.databaseUrl !== undefined) env[WORKER_ENV.databaseUrl] = config.databaseUrl
     else delete env[WORKER_ENV.databaseUrl]
+    if (!workersMayUseTls) delete env.NODE_EXTRA_CA_CERTS
     const child = fork(workerEntry, [token], { execArgv: workerExecArgv(), env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
     const entry: Child = { token, process: child, forkedAt: Date.now() }
     children.set(token, entry)

@@ -30,7 +30,7 @@ const noProc = !hasProc() && 'needs Linux /proc'
 const job = (over: Partial<NewJob> = {}): NewJob =>
   ({ type: 'lyapunov', name: null, params: { n: 10, steps: 20, seed: 1 }, steps: 20, priority: 0, timeoutMs: null, idempotencyKey: null, retryOf: null, ...over })
 
-function scheduler (t: Test, jobs: AsyncJobStore, path: string, nodeId: string, env: Record<string, string> = {}, more: { sweepIntervalMs?: number, workerEntry?: string } = {}) {
+function scheduler (t: Test, jobs: AsyncJobStore, path: string, nodeId: string, env: Record<string, string> = {}, more: { sweepIntervalMs?: number, workerEntry?: string, jobTypeModules?: Record<string, string> } = {}) {
   const config = testConfig({ DB_PATH: path, MAX_CONCURRENCY: '1', WARM_SPARE: 'false', HEARTBEAT_MS: '100', CHECKPOINT_MS: '200', LEASE_MS: '1000', STOP_GRACE_MS: '500', SHUTDOWN_GRACE_MS: '2000', ...env })
   const s = createScheduler({ store: jobs, config, log: createLogger({ logLevel: 'silent' }), nodeId, ...more })
   t.teardown(() => s.stop())
@@ -283,7 +283,17 @@ t.test('a pass that fails (database unreachable) is reported by health() and /re
   t.pass('jobs are claimed again')
 })
 
+/** Sets NODE_EXTRA_CA_CERTS in this process (a server's environment, which its workers inherit) for one test. */
+function extraCaCerts (t: Test): string {
+  const before = process.env.NODE_EXTRA_CA_CERTS
+  const file = '/nonexistent/extra-ca.pem'
+  process.env.NODE_EXTRA_CA_CERTS = file
+  t.teardown(() => { if (before === undefined) delete process.env.NODE_EXTRA_CA_CERTS; else process.env.NODE_EXTRA_CA_CERTS = before })
+  return file
+}
+
 t.test('workers are forked with the database URL and the lease', async (t) => {
+  const caFile = extraCaCerts(t)
   const { jobs, path } = tmpDb(t)
   const s = scheduler(t, jobs, path, 'node-a', { WARM_SPARE: 'true', LEASE_MS: '1500', DATABASE_URL: 'postgres://u:p@db.invalid:5432/nonstop' }, { workerEntry: join(FIXTURES, 'env-report-worker.mjs') })
   await s.start()
@@ -293,6 +303,25 @@ t.test('workers are forked with the database URL and the lease', async (t) => {
   t.equal(env.NONSTOP_DATABASE_URL, 'postgres://u:p@db.invalid:5432/nonstop', 'NONSTOP_DATABASE_URL from DATABASE_URL')
   t.equal(env.NONSTOP_LEASE_MS, '1500', 'NONSTOP_LEASE_MS from LEASE_MS')
   t.equal(env.NONSTOP_DB_PATH, path, 'the SQLite path as before')
+  t.equal(env.NODE_EXTRA_CA_CERTS, caFile, 'NODE_EXTRA_CA_CERTS kept: the worker may reach PostgreSQL over TLS')
+})
+
+t.test('a worker inherits NODE_EXTRA_CA_CERTS only when it may open a TLS connection', async (t) => {
+  const caFile = extraCaCerts(t)
+  const builtIn = tmpDb(t)
+  const plain = scheduler(t, builtIn.jobs, builtIn.path, 'node-a', { WARM_SPARE: 'true' }, { workerEntry: join(FIXTURES, 'env-report-worker.mjs') })
+  await plain.start()
+  const plainFile = await waitFor(() => readdirEnv(dirname(builtIn.path)), 10_000, 'a spare of built-in types to report')
+  const plainEnv = JSON.parse(readFileSync(plainFile, 'utf8'))
+  t.equal(plainEnv.NODE_EXTRA_CA_CERTS, null, 'SQLite and only built-in job types: no TLS possible, the variable is dropped')
+  t.equal(plainEnv.NONSTOP_DB_PATH, builtIn.path, 'the rest of the environment is there')
+  t.equal(process.env.NODE_EXTRA_CA_CERTS, caFile, "the server's own environment is unchanged")
+
+  const user = tmpDb(t)
+  const withTypes = scheduler(t, user.jobs, user.path, 'node-b', { WARM_SPARE: 'true' }, { workerEntry: join(FIXTURES, 'env-report-worker.mjs'), jobTypeModules: { fetcher: '/srv/types/fetcher.mjs' } })
+  await withTypes.start()
+  const userFile = await waitFor(() => readdirEnv(dirname(user.path)), 10_000, 'a spare with user job types to report')
+  t.equal(JSON.parse(readFileSync(userFile, 'utf8')).NODE_EXTRA_CA_CERTS, caFile, 'a user job type may open TLS connections: the variable is kept')
 })
 
 t.test('on SQLite workers get no database URL, not even one the server inherited', async (t) => {
