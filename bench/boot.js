@@ -8,7 +8,7 @@ import { fork } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { chooseWorkerEntry, WORKER_ENTRY, workerCompileCacheEnv, workerExecArgv } from '../dist/jobs/scheduler.js'
+import { chooseWorkerEntry, inheritedEnv, WORKER_ENTRY, workerCompileCacheEnv, workerExecArgv } from '../dist/jobs/scheduler.js'
 import { isMain, loadavg, median, openStore, own, pct, procKb, report, round, sleep, tempDir } from './lib.js'
 
 const newJob = (n, steps) => ({
@@ -27,6 +27,9 @@ const USAGE_HOOK = `process.on('exit', () => {
 `
 let hookFile = ''
 
+/** What a worker inherits from a server on SQLite with the built-in job types (the empty process gets the same). */
+const WORKER_BASE_ENV = inheritedEnv({ databaseUrl: undefined }, {})
+
 /** The worker the scheduler forks. */
 const CHOSEN = chooseWorkerEntry()
 
@@ -34,7 +37,7 @@ const CHOSEN = chooseWorkerEntry()
 function spawnWorker (dbPath, token, { nice = 10, usageFile = null, entry = CHOSEN.entry, env = {} } = {}) {
   return own(fork(entry, [token], {
     env: {
-      ...process.env,
+      ...WORKER_BASE_ENV,
       ...workerCompileCacheEnv(),
       NONSTOP_DB_PATH: dbPath,
       NONSTOP_HEARTBEAT_MS: '1000',
@@ -90,7 +93,7 @@ async function cpuRuns (store, dbPath, dir, entries, count) {
       const usageFile = join(dir, `usage-${label}-${i}.json`)
       let child
       if (entry === null) {
-        child = own(fork(join(dir, 'empty.cjs'), [], { env: { ...process.env, BENCH_USAGE_FILE: usageFile }, execArgv: ['--require', hookFile], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }))
+        child = own(fork(join(dir, 'empty.cjs'), [], { env: { ...WORKER_BASE_ENV, BENCH_USAGE_FILE: usageFile }, execArgv: ['--require', hookFile], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }))
       } else {
         store.submit(newJob(2, 1), 1e9)
         const token = randomBytes(8).toString('hex')

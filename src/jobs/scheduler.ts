@@ -83,6 +83,13 @@ export function mayOpenTls (config: Pick<Config, 'databaseUrl'>, jobTypeModules:
   return config.databaseUrl !== undefined || Object.keys(jobTypeModules).length > 0
 }
 
+/** The part of the server's environment a worker inherits (its NONSTOP_* settings are added to it). */
+export function inheritedEnv (config: Pick<Config, 'databaseUrl'>, jobTypeModules: Readonly<Record<string, string>>, env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const inherited = { ...env }
+  if (!mayOpenTls(config, jobTypeModules)) delete inherited.NODE_EXTRA_CA_CERTS
+  return inherited
+}
+
 /** A runnable worker silent for this many leases is taken as hung rather than starved of CPU. */
 const UNRESPONSIVE_LEASES = 6
 
@@ -189,8 +196,7 @@ export function createScheduler ({ store, config, log, nodeId = config.nodeId, w
     workerEntry = chosen.entry
     if (!chosen.bundled && WORKER_ENTRY.endsWith('.js')) log.warn({ why: chosen.why }, 'forking the plain worker module, not the bundle: each worker starts with more CPU')
   }
-  const workersMayUseTls = mayOpenTls(config, jobTypeModules)
-  if (!workersMayUseTls && process.env.NODE_EXTRA_CA_CERTS) log.debug('workers start without NODE_EXTRA_CA_CERTS: no job of theirs can open a TLS connection')
+  if (!mayOpenTls(config, jobTypeModules) && process.env.NODE_EXTRA_CA_CERTS) log.debug('workers start without NODE_EXTRA_CA_CERTS: no job of theirs can open a TLS connection')
   const sweepEvery = sweepIntervalMs ?? Math.min(1000, Math.max(TICK_MS, Math.round(config.leaseMs / 4)))
   const membership = createNodeMembership({ store, nodeId, log, boot: givenBoot, leaseMs: config.leaseMs })
   const children = new Map<string, Child>()
@@ -266,7 +272,7 @@ export function createScheduler ({ store, config, log, nodeId = config.nodeId, w
   function spawnWorker (): Child {
     const token = randomBytes(8).toString('hex')
     const env: NodeJS.ProcessEnv = {
-      ...process.env,
+      ...inheritedEnv(config, jobTypeModules),
       ...workerCompileCacheEnv(),
       [WORKER_ENV.dbPath]: config.dbPath,
       [WORKER_ENV.leaseMs]: String(config.leaseMs),
@@ -280,7 +286,6 @@ export function createScheduler ({ store, config, log, nodeId = config.nodeId, w
     // The worker uses the database its server uses: never one named by a variable this server merely inherited.
     if (config.databaseUrl !== undefined) env[WORKER_ENV.databaseUrl] = config.databaseUrl
     else delete env[WORKER_ENV.databaseUrl]
-    if (!workersMayUseTls) delete env.NODE_EXTRA_CA_CERTS
     const child = fork(workerEntry, [token], { execArgv: workerExecArgv(), env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
     const entry: Child = { token, process: child, forkedAt: Date.now() }
     children.set(token, entry)
