@@ -313,6 +313,69 @@ pending), and counts under a name filter read the (status, name) index of migrat
 status (the one filters figure that missed its target: 39.6 → 9.9–12.4 ms).
 `
 
+/** 2026-12-07: what a worker's start costs on this guest, and the CA file Node 20 parses in every process. */
+const CA_AND_FAULTS = `## 2026-12-07: the CA file Node 20 parses in every process, and what page faults cost on this guest
+
+\`npm run bench\` on Node 20.20.2 (01:17–01:31 UTC) and on Node 24.22.3 (01:32–01:46); then \`boot\` once more on
+Node 20 after the bench forked its worker with the scheduler's environment (01:47), \`boot throughput\` on Node 24
+(01:49–01:54, started when a fixed loop ran at the same speed on both vCPUs), and \`compute\` on both (01:54–02:00).
+The host is again an AMD EPYC with AVX-512, slower than yesterday's: the same Node loop pinned with taskset took
+1.42–1.51 s of CPU on either vCPU at 00:53, against 0.63 s on yesterday evening's faster vCPU. It still changes
+speed: before the Node 24 full run cpu0 ran that loop at half cpu1's speed (bench/lib.js \`cpuSpeeds\`: 785 against
+393 ms), and so did cpu1 against cpu0 a few minutes later.
+
+**Node 20 parses NODE_EXTRA_CA_CERTS in every process at start.** This machine sets it (a CA bundle of ~140
+certificates), and a worker inherited it. \`perf record\` of \`node -e 0\` on Node 20: 26 % of the samples are
+under \`node::crypto::UseExtraCaCerts\`, OpenSSL decoding the whole file. An empty process: Node 20 102 ms of CPU
+with the variable, 59 ms without (12 runs each); Node 24 89 and 87 ms (it reads the file at first use). A whole
+tiny-job worker on Node 20, 7 runs interleaved: **195 → 148 ms**. No built-in job type opens a TLS connection, so a
+worker now inherits the variable only when it may: on PostgreSQL, or when \`JOB_TYPES_DIR\` holds a type
+(\`inheritedEnv\`, src/jobs/scheduler.ts; test/jobs/scheduler-nodes.test.ts checks all three cases). The boot bench
+forks its worker with the same environment. Its Node 20 figure went from 227 ms (empty Node 109) in the full run,
+before the bench did so, to 158 ms (empty Node 68) in the re-run. The drain on Node 20 went from 7.0–7.3 jobs/s
+yesterday to 8.9 (worker 204.5 + server 14.9 ms of CPU per job).
+
+**Page faults are expensive on this guest, and file-backed ones slow down when two processes take them at once.**
+Measured with two small C programs:
+- Touching 200 MB of fresh anonymous memory: 51 200 faults for 0.69 s of CPU, **~13.5 µs a fault**. Two at once:
+  0.61 s each against 0.56 s alone.
+- Reading every page of a private mapping of the Node 24 binary, five times: 9 760 faults for ~0.5 s, **~50 µs a
+  fault**. Two at once: **0.63–0.76 s each** against 0.48–0.54 s alone.
+- Two empty Node 24 processes at once cost 101–110 ms of CPU each, against 81–84 ms alone.
+
+A tiny-job worker on Node 24 takes ~4 700 faults (an empty Node process ~3 000) and maps 40 MB of the Node binary;
+in the drain it takes the same number of faults (4 685 against 4 668 alone, median of 238 workers) and is preempted
+~56 times, and costs 201 ms of CPU against 148 ms alone. This is why the drain, which keeps both vCPUs starting
+processes, pays ~1.4× a worker's lone cost here.
+
+**Tried and left out** (Node 24 unless said):
+- Warm spares: three full drains of 2000 jobs, one after the other: spares as now (one per slot while jobs wait)
+  7.3 jobs/s with a median worker of 230 ms; spares only while fewer jobs run than there are cores 7.3 (229 ms); no
+  spares 7.0 (234 ms). An earlier 30-s drain without spares (8.9) was noise.
+- Worker flags, 7–9 runs interleaved with a 141–148 ms base: \`--no-sparkplug\` 142, \`--no-maglev\` 155,
+  \`--no-maglev --no-turbofan\` 140, \`--min-semi-space-size=4\` 141, \`--no-lazy-feedback-allocation\` 146;
+  \`--use-largepages=on\` 305 ms (15 700 faults: the text is copied into 4 KiB pages here); glibc's
+  \`malloc.hugetlb=1\` 151 against 150.
+- The server's CPU per job (~15 ms with the submits): ~6 ms of it is the fork itself, which costs the parent 3.9 ms
+  at 46 MB of RSS, 6.4 ms at 151 MB and 11.4 ms at 362 MB (page tables copied).
+
+The throughput bench now drains all 2000 jobs (at most 420 s) instead of the first minute, which charged the CPU of
+every submit to the ~500 jobs of that minute.
+
+| figure (issue 13) | target | Node 24.22.3 | Node 20.20.2 |
+|---|---|---|---|
+| worker start CPU, whole tiny-job worker (boot bench) | ≤ 150 ms | 153 ms (empty Node 82) in the full run, cpu0 at half speed; 151 ms (empty Node 78) in the re-run | **158 ms** (empty Node 68) in the re-run; 227 ms (empty Node 109) with the CA file |
+| 2000 tiny jobs drained, 2 cores | ≥ 10 jobs/s | 8.5 jobs/s (worker 214 + server 14.6 ms per job) in the re-run; 6.7 in the full run, cpu0 at half speed (271 + 19.3) | 8.9 jobs/s (204.5 + 14.9) |
+| one job n = 1000, 2 threads ÷ 1 thread, wall | ≥ 1.7× | **1.71×** in the re-run; 1.67× in the full run | **1.85×** in the second re-run; 1.54× and 1.37× before it |
+| whole job ÷ its own product GF/s, 1 thread (CPU) | ≥ 0.9 | **1.17**; 1.13 | **1.04**; 0.98, 1.06 |
+| whole job ÷ one stock \`math.multiply\`, 1 thread (CPU) | ≥ 2.5× | **3.53×**; 4.43× | **3.89×**; 4.81×, 3.09× |
+| 2-thread job ÷ stock, wall | ≥ 4× | **5.91×**; 7.37× | **7.15×**; 7.3×, 4.18× |
+| API p99 under autocannon, idle → both cores computing | ≤ 3× idle, ≤ 50 ms | **14.6 → 18 ms (1.23×)**; GET / 1.37× | **23.9 → 20.4 ms (0.85×)**; GET / 1.33× |
+| GET /api/jobs first page, p99 while 2 workers compute (the core's figure) | ≤ 10 ms | **6.1 ms** (7.1 idle) | **8.3 ms** (3.8 idle) |
+| worker peak RSS n = 1000, 1 / 2 threads | report | 171 / 177 MB | 157 / 178 MB |
+| worker peak RSS n = 2000, 1 / 2 threads | report | 325 / 418 MB | 284 / 373 MB |
+`
+
 /** The evening of 2026-12-06: the worker-start cut and a re-run of every bench on both Node versions. */
 const EVENING_RERUN = `## 2026-12-06, evening: a cheaper worker start, and a host whose vCPUs change speed
 
@@ -585,7 +648,7 @@ function writeDoc () {
     }
     out.push('')
   }
-  out.push('', EVENING_RERUN, HOST_RERUN, QUIET_RERUN, THREADS_RERUN, FINDINGS, COMPUTE_PROFILE, WORKER_START)
+  out.push('', CA_AND_FAULTS, EVENING_RERUN, HOST_RERUN, QUIET_RERUN, THREADS_RERUN, FINDINGS, COMPUTE_PROFILE, WORKER_START)
   for (const { bench, result } of results) {
     out.push(`## ${bench.title}`, '')
     out.push(bench.method.replaceAll('\n', ' '), '')
