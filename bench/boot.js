@@ -142,7 +142,7 @@ export async function run ({ reps = 8 } = {}) {
     const bare = []
     for (let i = 0; i < 5; i++) {
       const t0 = performance.now()
-      await exited(own(fork(empty, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })))
+      await exited(own(fork(empty, [], { env: WORKER_BASE_ENV, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })))
       bare.push(performance.now() - t0)
     }
 

@@ -329,8 +329,9 @@ certificates), and a worker inherited it. \`perf record\` of \`node -e 0\` on No
 under \`node::crypto::UseExtraCaCerts\`, OpenSSL decoding the whole file. An empty process: Node 20 102 ms of CPU
 with the variable, 59 ms without (12 runs each); Node 24 89 and 87 ms (it reads the file at first use). A whole
 tiny-job worker on Node 20, 7 runs interleaved: **195 → 148 ms**. No built-in job type opens a TLS connection, so a
-worker now inherits the variable only when it may: on PostgreSQL, or when \`JOB_TYPES_DIR\` holds a type
-(\`inheritedEnv\`, src/jobs/scheduler.ts; test/jobs/scheduler-nodes.test.ts checks all three cases). The boot bench
+worker now inherits the variable only when it may: on PostgreSQL, when a type from \`JOB_TYPES_DIR\` is loaded, or
+when code is preloaded into the server with \`--require\`, \`--import\` or \`--loader\` (\`workerNeedsExtraCaCerts\`,
+src/jobs/scheduler.ts; test/jobs/scheduler-nodes.test.ts). The boot bench
 forks its worker with the same environment. Its Node 20 figure went from 227 ms (empty Node 109) in the full run,
 before the bench did so, to 158 ms (empty Node 68) in the re-run. The drain on Node 20 went from 7.0–7.3 jobs/s
 yesterday to 8.9 (worker 204.5 + server 14.9 ms of CPU per job).

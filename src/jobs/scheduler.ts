@@ -73,20 +73,33 @@ export function workerExecArgv (parent: readonly string[] = process.execArgv): s
   return [...parent.filter((arg) => !/^--max-(old|semi)-space-size/.test(arg)), '--max-semi-space-size=4', '--expose-gc', '--single-threaded']
 }
 
+/** Flags that preload code into a process (an APM or tracing agent, say); a worker inherits them from its server. */
+const PRELOAD_FLAG = /^(-r|--require|--import|--loader|--experimental-loader)(=|$)/
+
 /**
- * Whether a worker may open a TLS connection: to PostgreSQL, or from the code of a user job type (the built-in
- * types never do). Only then does it inherit NODE_EXTRA_CA_CERTS. Node 20 reads and parses that whole file in
- * every process at start, whether or not TLS is ever used: ~40 ms of CPU per worker here, a quarter of its start
- * (docs/benchmarks.md, "Worker start"). Node 24 reads it at first use.
+ * Whether a worker needs NODE_EXTRA_CA_CERTS: when it may open a TLS connection, to PostgreSQL, from the code of a
+ * user job type that loaded (the built-in types never do), or from code the operator preloads into the server and
+ * so into every worker (`--require`, `--import` or `--loader`, on the command line or in NODE_OPTIONS). Otherwise
+ * the worker goes without it: Node 20 reads and parses that whole file in every process at start, whether or not
+ * TLS is ever used, ~45 ms of a tiny-job worker's ~195 ms of CPU here (docs/benchmarks.md, "2026-12-07"). Node 24
+ * reads it at first use.
  */
-export function mayOpenTls (config: Pick<Config, 'databaseUrl'>, jobTypeModules: Readonly<Record<string, string>>): boolean {
-  return config.databaseUrl !== undefined || Object.keys(jobTypeModules).length > 0
+export function workerNeedsExtraCaCerts (
+  config: Pick<Config, 'databaseUrl'>,
+  jobTypeModules: Readonly<Record<string, string>>,
+  env: NodeJS.ProcessEnv = process.env,
+  execArgv: readonly string[] = process.execArgv
+): boolean {
+  // NODE_OPTIONS may quote its values ("--import=file:///a b/x.mjs"): a quote before the flag is not part of it.
+  const options = (env.NODE_OPTIONS ?? '').split(/\s+/).map((arg) => arg.replace(/^["']/, ''))
+  const preloads = [...execArgv, ...options].some((arg) => PRELOAD_FLAG.test(arg))
+  return config.databaseUrl !== undefined || Object.keys(jobTypeModules).length > 0 || preloads
 }
 
-/** The part of the server's environment a worker inherits (its NONSTOP_* settings are added to it). */
+/** The part of the server's environment a worker inherits (the scheduler adds its NONSTOP_* settings to it). */
 export function inheritedEnv (config: Pick<Config, 'databaseUrl'>, jobTypeModules: Readonly<Record<string, string>>, env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   const inherited = { ...env }
-  if (!mayOpenTls(config, jobTypeModules)) delete inherited.NODE_EXTRA_CA_CERTS
+  if (!workerNeedsExtraCaCerts(config, jobTypeModules, env)) delete inherited.NODE_EXTRA_CA_CERTS
   return inherited
 }
 
@@ -196,7 +209,7 @@ export function createScheduler ({ store, config, log, nodeId = config.nodeId, w
     workerEntry = chosen.entry
     if (!chosen.bundled && WORKER_ENTRY.endsWith('.js')) log.warn({ why: chosen.why }, 'forking the plain worker module, not the bundle: each worker starts with more CPU')
   }
-  if (!mayOpenTls(config, jobTypeModules) && process.env.NODE_EXTRA_CA_CERTS) log.debug('workers start without NODE_EXTRA_CA_CERTS: no job of theirs can open a TLS connection')
+  if (process.env.NODE_EXTRA_CA_CERTS && !workerNeedsExtraCaCerts(config, jobTypeModules)) log.info('workers start without NODE_EXTRA_CA_CERTS: on SQLite, with only the built-in job types and no preloaded code, none opens a TLS connection')
   const sweepEvery = sweepIntervalMs ?? Math.min(1000, Math.max(TICK_MS, Math.round(config.leaseMs / 4)))
   const membership = createNodeMembership({ store, nodeId, log, boot: givenBoot, leaseMs: config.leaseMs })
   const children = new Map<string, Child>()

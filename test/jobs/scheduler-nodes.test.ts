@@ -15,7 +15,7 @@ import t from 'tap'
 import { openDb } from '../../src/db.js'
 import { buildApp } from '../../src/http/app.js'
 import { checkDb } from '../../src/http/ops.js'
-import { createScheduler } from '../../src/jobs/scheduler.js'
+import { createScheduler, workerNeedsExtraCaCerts } from '../../src/jobs/scheduler.js'
 import type { JobStore } from '../../src/jobs/store.js'
 import type { NewJob } from '../../src/jobs/types.js'
 import { createLogger } from '../../src/log.js'
@@ -307,21 +307,49 @@ t.test('workers are forked with the database URL and the lease', async (t) => {
 })
 
 t.test('a worker inherits NODE_EXTRA_CA_CERTS only when it may open a TLS connection', async (t) => {
-  const caFile = extraCaCerts(t)
-  const builtIn = tmpDb(t)
-  const plain = scheduler(t, builtIn.jobs, builtIn.path, 'node-a', { WARM_SPARE: 'true' }, { workerEntry: join(FIXTURES, 'env-report-worker.mjs') })
-  await plain.start()
-  const plainFile = await waitFor(() => readdirEnv(dirname(builtIn.path)), 10_000, 'a spare of built-in types to report')
-  const plainEnv = JSON.parse(readFileSync(plainFile, 'utf8'))
-  t.equal(plainEnv.NODE_EXTRA_CA_CERTS, null, 'SQLite and only built-in job types: no TLS possible, the variable is dropped')
-  t.equal(plainEnv.NONSTOP_DB_PATH, builtIn.path, 'the rest of the environment is there')
-  t.equal(process.env.NODE_EXTRA_CA_CERTS, caFile, "the server's own environment is unchanged")
+  t.test('on SQLite with only the built-in job types it is dropped', async (t) => {
+    const caFile = extraCaCerts(t)
+    // tap preloads its TypeScript loader (execArgv and NODE_OPTIONS), which workers would inherit: a server started
+    // by `npm start` has neither.
+    const { execArgv, env: { NODE_OPTIONS: options } } = process
+    process.execArgv = execArgv.filter((arg) => !arg.startsWith('--import'))
+    delete process.env.NODE_OPTIONS
+    t.teardown(() => {
+      process.execArgv = execArgv
+      if (options !== undefined) process.env.NODE_OPTIONS = options
+    })
+    const { jobs, path } = tmpDb(t)
+    const s = scheduler(t, jobs, path, 'node-a', { WARM_SPARE: 'true' }, { workerEntry: join(FIXTURES, 'env-report-worker.mjs') })
+    await s.start()
+    const file = await waitFor(() => readdirEnv(dirname(path)), 10_000, 'a spare of built-in types to report')
+    const env = JSON.parse(readFileSync(file, 'utf8'))
+    t.equal(env.NODE_EXTRA_CA_CERTS, null, 'no TLS possible: the variable is dropped')
+    t.equal(env.NONSTOP_DB_PATH, path, 'the rest of the environment is there')
+    t.equal(process.env.NODE_EXTRA_CA_CERTS, caFile, "the server's own environment is unchanged")
+  })
 
-  const user = tmpDb(t)
-  const withTypes = scheduler(t, user.jobs, user.path, 'node-b', { WARM_SPARE: 'true' }, { workerEntry: join(FIXTURES, 'env-report-worker.mjs'), jobTypeModules: { fetcher: '/srv/types/fetcher.mjs' } })
-  await withTypes.start()
-  const userFile = await waitFor(() => readdirEnv(dirname(user.path)), 10_000, 'a spare with user job types to report')
-  t.equal(JSON.parse(readFileSync(userFile, 'utf8')).NODE_EXTRA_CA_CERTS, caFile, 'a user job type may open TLS connections: the variable is kept')
+  t.test('with a user job type it is kept', async (t) => {
+    const caFile = extraCaCerts(t)
+    const { jobs, path } = tmpDb(t)
+    const s = scheduler(t, jobs, path, 'node-b', { WARM_SPARE: 'true' }, { workerEntry: join(FIXTURES, 'env-report-worker.mjs'), jobTypeModules: { fetcher: '/srv/types/fetcher.mjs' } })
+    await s.start()
+    const file = await waitFor(() => readdirEnv(dirname(path)), 10_000, 'a spare with user job types to report')
+    t.equal(JSON.parse(readFileSync(file, 'utf8')).NODE_EXTRA_CA_CERTS, caFile, 'its code may open TLS connections')
+  })
+
+  t.test('the decision', async (t) => {
+    const sqlite = { databaseUrl: undefined }
+    t.equal(workerNeedsExtraCaCerts(sqlite, {}, {}, []), false, 'SQLite, built-in types, nothing preloaded')
+    t.equal(workerNeedsExtraCaCerts({ databaseUrl: 'postgres://db.example/nonstop' }, {}, {}, []), true, 'PostgreSQL')
+    t.equal(workerNeedsExtraCaCerts(sqlite, { mine: '/types/mine.mjs' }, {}, []), true, 'a user job type')
+    t.equal(workerNeedsExtraCaCerts(sqlite, {}, {}, ['--require', '/opt/apm/agent.cjs']), true, '--require on the command line')
+    t.equal(workerNeedsExtraCaCerts(sqlite, {}, {}, ['--import=/opt/otel/register.mjs']), true, '--import= on the command line')
+    t.equal(workerNeedsExtraCaCerts(sqlite, {}, { NODE_OPTIONS: '--max-old-space-size=512 -r /opt/apm/agent.cjs' }, []), true, '-r in NODE_OPTIONS')
+    t.equal(workerNeedsExtraCaCerts(sqlite, {}, { NODE_OPTIONS: '--experimental-loader /opt/hooks.mjs' }, []), true, 'a loader in NODE_OPTIONS')
+    t.equal(workerNeedsExtraCaCerts(sqlite, {}, { NODE_OPTIONS: '"--import=file:///opt/otel/register.mjs"' }, []), true, 'a quoted --import in NODE_OPTIONS')
+    t.equal(workerNeedsExtraCaCerts(sqlite, {}, {}, process.execArgv), true, "tap's own loader, preloaded into this test")
+    t.equal(workerNeedsExtraCaCerts(sqlite, {}, { NODE_OPTIONS: '--max-old-space-size=512' }, ['--expose-gc', '--max-semi-space-size=4']), false, 'other flags preload nothing')
+  })
 })
 
 t.test('on SQLite workers get no database URL, not even one the server inherited', async (t) => {
