@@ -4,7 +4,6 @@
  * PostgreSQL in src/store/postgres-matrices.ts. The server opens it in src/store/open.ts.
  */
 import type { Db } from '../db.js'
-import type { StoreOptions } from '../jobs/store.js'
 import type { Matrix64 } from '../matrices/matrix.js'
 import { createMatrixStore, type LoadedMatrix, type MatrixPage, type MatrixRow, type MatrixStore } from '../matrices/store.js'
 
@@ -53,6 +52,6 @@ export function asyncSqliteMatrixStore (store: MatrixStore): AsyncMatrixStore {
 }
 
 /** An async matrix store over an open, migrated SQLite database. */
-export function createSqliteMatrixStore (db: Db, clock: () => number = Date.now, options: StoreOptions = {}): AsyncMatrixStore {
-  return asyncSqliteMatrixStore(createMatrixStore(db, clock, options))
+export function createSqliteMatrixStore (db: Db, clock: () => number = Date.now): AsyncMatrixStore {
+  return asyncSqliteMatrixStore(createMatrixStore(db, clock))
 }

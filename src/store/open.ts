@@ -6,8 +6,8 @@
 import type { Config } from '../config.js'
 import { type Db, latestSchemaVersion, migrate, openDb } from '../db.js'
 import type { AsyncJobStore } from './job-store.js'
-import { type AsyncMatrixStore, createSqliteMatrixStore } from './matrix-store.js'
-import { createSqliteJobStore } from './sqlite.js'
+import type { AsyncMatrixStore } from './matrix-store.js'
+import { createSqliteStores } from './sqlite.js'
 
 export interface Stores {
   readonly kind: 'sqlite' | 'postgres'
@@ -37,11 +37,12 @@ export async function openStores (config: Pick<Config, 'databaseUrl' | 'dbPath' 
   if (config.databaseUrl === undefined) {
     const db = openDb(config.dbPath)
     const applied = role === 'server' ? migrate(db) : []
+    // A worker prepares each statement when it first runs it; a server checks them all at start.
+    const { jobs, matrices } = createSqliteStores(db, Date.now, { eager: role === 'server' })
     return {
       kind: 'sqlite',
-      // A worker prepares each statement when it first runs it; a server checks them all at start.
-      jobs: createSqliteJobStore(db, Date.now, { eager: role === 'server' }),
-      matrices: createSqliteMatrixStore(db, Date.now, { eager: role === 'server' }),
+      jobs,
+      matrices,
       sqlite: db,
       applied,
       ready: async () => {

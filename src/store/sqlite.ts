@@ -10,6 +10,7 @@ import type { Db } from '../db.js'
 import { createJobStore, type JobStore, type StoreOptions } from '../jobs/store.js'
 import { createMatrixStore, type MatrixStore } from '../matrices/store.js'
 import { type AsyncJobStore, type FeedChange, type LostOutcome, MAX_RESULT_MATRICES, type RunningJob } from './job-store.js'
+import { type AsyncMatrixStore, asyncSqliteMatrixStore } from './matrix-store.js'
 import { createSqliteNodes, type SqliteNodes } from './sqlite-nodes.js'
 
 /** A change number from an event id this store gave, or undefined for anything else. */
@@ -131,6 +132,18 @@ export function asyncSqliteStore (store: JobStore, clock: () => number = Date.no
 }
 
 /** An async store over an open, migrated SQLite database (a new synchronous store on it). */
-export function createSqliteJobStore (db: Db, clock: () => number = Date.now, options: StoreOptions = {}): AsyncJobStore {
-  return asyncSqliteStore(createJobStore(db, clock, options), clock, createMatrixStore(db, clock, options), createSqliteNodes(db, clock, options))
+export function createSqliteJobStore (db: Db, clock: () => number = Date.now): AsyncJobStore {
+  return createSqliteStores(db, clock).jobs
+}
+
+/**
+ * The job and matrix stores over an open, migrated SQLite database, as the server and its workers open them: one
+ * matrix store serves both (the job store writes a job's result matrices through it).
+ */
+export function createSqliteStores (db: Db, clock: () => number = Date.now, options: StoreOptions = {}): { jobs: AsyncJobStore, matrices: AsyncMatrixStore } {
+  const matrices = createMatrixStore(db, clock, options)
+  return {
+    jobs: asyncSqliteStore(createJobStore(db, clock, options), clock, matrices, createSqliteNodes(db, clock, options)),
+    matrices: asyncSqliteMatrixStore(matrices)
+  }
 }
