@@ -1,7 +1,7 @@
 /**
- * All matrix SQL, each statement prepared once (when the store is made, or at first use with `eager: false`). Used by the server (uploads, downloads, listing, the submit
- * check) and by workers (a job's inputs, its result). Synchronous, like the job store: a write that reads first
- * runs in one immediate transaction.
+ * All matrix SQL, each statement prepared once (when the store is made, or at first use with `eager: false`). Used
+ * by the server (uploads, downloads, listing, the submit check) and by workers (a job's inputs, its result).
+ * Synchronous, like the job store: a write that reads first runs in one immediate transaction.
  */
 import { type Db, statementPreparer } from '../db.js'
 import type { StoreOptions } from '../jobs/store.js'
