@@ -313,6 +313,44 @@ pending), and counts under a name filter read the (status, name) index of migrat
 status (the one filters figure that missed its target: 39.6 → 9.9–12.4 ms).
 `
 
+/** 2026-12-07, morning: the server's memory on Node 24, and where a worker's start still goes. */
+const SERVER_MEMORY_N24 = `## 2026-12-07, morning: the server's memory on Node 24, and what is left in a worker's start
+
+**Server peak RSS on Node 24: 134–135 MB → 112–113 MB (target ≤ 120 MB).** \`npm start\` now runs the server with
+\`--optimize-for-size --no-maglev\` besides its heap limits; workers do not inherit them (src/jobs/scheduler.ts,
+\`SERVER_MEMORY_FLAG\`), so their compute and start are what they were. Where the memory went: /proc/self/smaps of
+the server every 2 s through the server bench (100 000 jobs, the list requests, 32 s of autocannon), same flags on both:
+
+| mappings (RSS, MB) | Node 20 start → end | Node 24 start → end | Node 24 with the new flags |
+|---|---|---|---|
+| the node binary (file-backed) | 39.4 → 39.5 | 48.6 → 48.9 | 47.3 → 47.7 |
+| anonymous mappings under 1 MB (V8's heap pages) | 29 → 35 | 32 → 54 | 28 → 29–31 |
+| anonymous mappings of 1–60 MB | 10 → 11 | 6–7 → 13–15 | 6–8 → 5.5–7 |
+
+V8's own malloc'd memory (compiler zones) stayed at 1 MB (peak 10 MB). Node 24's V8 lets the heap grow ~20 MB
+further under load than Node 20's, and its mid-tier compiler (Maglev) adds ~8 MB of native memory; its binary maps
+9 MB more, which no flag changes. Peak RSS by flags added to \`--max-semi-space-size=2 --max-old-space-size=128\`, one
+server bench each: none 134, 135, 135, 135 MB (148 with the sampling hook loaded); \`--v8-pool-size=1\` 135;
+\`--no-maglev --v8-pool-size=1\` 125; \`--max-semi-space-size=1 --no-maglev --no-concurrent-recompilation\` 125;
+\`--optimize-for-size\` 120; \`--max-old-space-size=64\` instead of 128: 133; **\`--optimize-for-size --no-maglev\` 113,
+112, 113**. Node 20 with the same flags: 94–96 MB (98–99 without). What they cost, Node 24, same session: p99 of
+GET /api/jobs under autocannon idle → 2 workers 25.6 → 22.9 and 23.8 → 26.0 ms (without: 17.8 → 24.5, 21.6 → 15.7,
+39 → 26.4 ms), 1100–1400 requests/s either way; server CPU per sequential first page 1.1 ms (1.55 without); server
+CPU per tiny job in the throughput bench 14.3 ms (14.6 without, yesterday). Within the run-to-run spread of this host.
+
+**Worker start: what is left.** CPU profile of 5 whole tiny-job workers (Node 24, \`--cpu-prof\` at 200 µs): ~96 ms of
+sampled JavaScript per worker, against ~24 ms for an empty forked Node process (mostly compiling the modules of its
+IPC channel: child_process, net, streams). The worker's ~72 ms more: mathjs core load ~8 ms and building multiply's
+dispatch at the first product ~12; pino ~12 (loading 8.5, the logger 3.5); loading better-sqlite3 ~9; opening the
+database ~6; compiling the Node modules a worker needs beyond an empty process (worker_threads, assert, which pino's
+sonic-boom and thread-stream require, timers/promises, os) ~4; garbage collection ~5; reading the bundle, the core
+and the compile cache ~6; the rest spread thinly. Whole workers, 11–15 runs interleaved (median CPU): the bundle
+149–154 ms; with \`assert\` aliased to a two-line shim 148 ms (not adopted: no gain beyond the noise); with the bundle
+minified (whitespace and syntax) 141–147 ms (not adopted: ~5 %, and the stack traces a worker logs would point into
+one line); with the mathjs core minified 169–179 ms (slower, not adopted). The drain on Node 24 this morning:
+**9.1 jobs/s** (worker 199.6 + server 14.3 ms of CPU per job, ceiling 9.4/s), still short of 10 on this host.
+`
+
 /** 2026-12-07: what a worker's start costs on this guest, and the CA file Node 20 parses in every process. */
 const CA_AND_FAULTS = `## 2026-12-07: the CA file Node 20 parses in every process, and what page faults cost on this guest
 
@@ -452,7 +490,8 @@ on both after the chain product moved to lyapunov's layout. Node 24 on that quie
 95–98 MB on Node 20 (target ≤ 120): the V8 heap is the same size (~37 MB) on both; Node 24's binary maps 9 MB more
 and its native, non-heap memory grows ~35 MB more under load. Measured by flag, two runs each: \`--no-maglev\`
 122–127 MB, \`--no-concurrent-recompilation\` 122–124, both 118–123; glibc arena and trim settings change nothing.
-The optimizing compilers' memory is most of it; no flag was adopted (not measured for latency yet).
+The optimizing compilers' memory is most of it; no flag was adopted (not measured for latency yet). (2026-12-07:
+\`--optimize-for-size --no-maglev\` adopted for the server, see that day's morning section.)
 
 | figure (n = 1000) | target | Node 20 | Node 24 |
 |---|---|---|---|
@@ -649,7 +688,7 @@ function writeDoc () {
     }
     out.push('')
   }
-  out.push('', CA_AND_FAULTS, EVENING_RERUN, HOST_RERUN, QUIET_RERUN, THREADS_RERUN, FINDINGS, COMPUTE_PROFILE, WORKER_START)
+  out.push('', SERVER_MEMORY_N24, CA_AND_FAULTS, EVENING_RERUN, HOST_RERUN, QUIET_RERUN, THREADS_RERUN, FINDINGS, COMPUTE_PROFILE, WORKER_START)
   for (const { bench, result } of results) {
     out.push(`## ${bench.title}`, '')
     out.push(bench.method.replaceAll('\n', ' '), '')

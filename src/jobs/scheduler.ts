@@ -61,16 +61,25 @@ export function workerCompileCacheEnv (env: NodeJS.ProcessEnv = process.env): No
 }
 
 /**
+ * The server's own memory flags (`npm start`, package.json): a heap limit and young generation sized for the
+ * server, and two that keep Node 24's server within its 120 MB under load (`--optimize-for-size`: V8 grows the heap
+ * less; `--no-maglev`: no memory for the mid-tier compiler; docs/benchmarks.md, "Server memory on Node 24"). A worker
+ * does not inherit them: at n = 2000 it needs a larger heap, and its compute is measured with V8's defaults.
+ * V8 spells a flag with '-' or '_' alike.
+ */
+const SERVER_MEMORY_FLAG = /^--(max[-_]old[-_]space[-_]size|max[-_]semi[-_]space[-_]size|optimize[-_]for[-_]size|no[-_]maglev)(=|$)/
+
+/**
  * Node flags of a worker. A smaller young generation: the product allocates row arrays that die young, and V8's
  * default lets them pile up to ~270 MB at n = 1000; 4 MB semi-spaces keep the peak lower at no measurable speed
- * cost. `gc()` is exposed so a worker can collect right after writing a large checkpoint. The server's own heap
- * limits (npm start sets small ones) are not inherited: a worker at n = 2000 needs more. `--single-threaded`: V8
+ * cost. `gc()` is exposed so a worker can collect right after writing a large checkpoint. The server's memory flags
+ * are not inherited (SERVER_MEMORY_FLAG); any other flag of the server is. `--single-threaded`: V8
  * starts no helper threads of its own (concurrent compilation, parallel and concurrent GC), which a process that
  * lives for one job pays for more than it gains: ~20 ms less CPU per worker start on Node 24, ~10 on Node 20, and
  * the same GF/s for a long job (docs/benchmarks.md, "Worker start"). The job's compute threads are unaffected.
  */
 export function workerExecArgv (parent: readonly string[] = process.execArgv): string[] {
-  return [...parent.filter((arg) => !/^--max-(old|semi)-space-size/.test(arg)), '--max-semi-space-size=4', '--expose-gc', '--single-threaded']
+  return [...parent.filter((arg) => !SERVER_MEMORY_FLAG.test(arg)), '--max-semi-space-size=4', '--expose-gc', '--single-threaded']
 }
 
 /** Flags that preload code into a process (an APM or tracing agent, say); a worker inherits them from its server. */

@@ -39,8 +39,11 @@ t.test(`${CLIENTS} stream clients replaying ${JOBS} jobs without reading leave t
   db.close()
 
   const port = await freePort()
-  // The heap flags `npm start` uses.
-  const proc = spawn(process.execPath, ['--max-semi-space-size=2', '--max-old-space-size=128', join(ROOT, 'dist/server.js')], {
+  // The memory flags `npm start` uses (package.json).
+  const start = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).scripts.start as string
+  const flags = start.match(/node ((?:--\S+ )*)dist\/server\.js/)?.[1]?.trim().split(/\s+/) ?? []
+  t.ok(flags.includes('--max-old-space-size=128'), `npm start's flags: ${flags.join(' ')}`)
+  const proc = spawn(process.execPath, [...flags, join(ROOT, 'dist/server.js')], {
     cwd: dir,
     env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), DB_PATH: dbPath, LOG_FILE: join(dir, 'server.log'), LOG_LEVEL: 'warn', WARM_SPARE: 'false' },
     stdio: ['ignore', 'ignore', 'pipe']

@@ -15,7 +15,7 @@ import t from 'tap'
 import { openDb } from '../../src/db.js'
 import { buildApp } from '../../src/http/app.js'
 import { checkDb } from '../../src/http/ops.js'
-import { createScheduler, workerNeedsExtraCaCerts } from '../../src/jobs/scheduler.js'
+import { createScheduler, workerExecArgv, workerNeedsExtraCaCerts } from '../../src/jobs/scheduler.js'
 import type { JobStore } from '../../src/jobs/store.js'
 import type { NewJob } from '../../src/jobs/types.js'
 import { createLogger } from '../../src/log.js'
@@ -350,6 +350,24 @@ t.test('a worker inherits NODE_EXTRA_CA_CERTS only when it may open a TLS connec
     t.equal(workerNeedsExtraCaCerts(sqlite, {}, {}, process.execArgv), true, "tap's own loader, preloaded into this test")
     t.equal(workerNeedsExtraCaCerts(sqlite, {}, { NODE_OPTIONS: '--max-old-space-size=512' }, ['--expose-gc', '--max-semi-space-size=4']), false, 'other flags preload nothing')
   })
+})
+
+t.test("a worker is forked without the server's memory flags (npm start's) and with the rest of its flags", async (t) => {
+  const start = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).scripts.start as string
+  const serverFlags = start.match(/node ((?:--\S+ )*)dist\/server\.js/)?.[1]?.trim().split(/\s+/) ?? []
+  t.ok(serverFlags.includes('--optimize-for-size') && serverFlags.includes('--max-old-space-size=128'), `npm start's flags read: ${serverFlags.join(' ')}`)
+  const { execArgv } = process
+  process.execArgv = [...execArgv, ...serverFlags, '--trace-warnings']
+  t.teardown(() => { process.execArgv = execArgv })
+  const { jobs, path } = tmpDb(t)
+  const s = scheduler(t, jobs, path, 'node-a', { WARM_SPARE: 'true' }, { workerEntry: join(FIXTURES, 'env-report-worker.mjs') })
+  await s.start()
+  const file = await waitFor(() => readdirEnv(dirname(path)), 10_000, 'a spare to report its flags')
+  const forked = JSON.parse(readFileSync(file, 'utf8')).execArgv as string[]
+  for (const flag of serverFlags) t.notOk(forked.includes(flag), `${flag} is the server's, not the worker's`)
+  t.ok(forked.includes('--max-semi-space-size=4') && forked.includes('--expose-gc') && forked.includes('--single-threaded'), "the worker's own flags")
+  t.ok(forked.includes('--trace-warnings'), 'any other flag of the server is inherited')
+  t.same(workerExecArgv(['--max_old_space_size=64', '--no_maglev', '--optimize_for_size', '--no-maglev-inlining']), ['--no-maglev-inlining', '--max-semi-space-size=4', '--expose-gc', '--single-threaded'], 'the underscore spelling too, and only whole flags')
 })
 
 t.test('on SQLite workers get no database URL, not even one the server inherited', async (t) => {
