@@ -7,6 +7,7 @@ import { cpus, tmpdir, totalmem } from 'node:os'
 import { dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
+import { serverNodeFlags } from '../scripts/server-flags.js'
 
 export const ROOT = fileURLToPath(new URL('../', import.meta.url))
 export const DIST = join(ROOT, 'dist')
@@ -206,9 +207,8 @@ function freePort () {
   })
 }
 
-/** The node flags `npm start` gives the server (package.json), so the bench measures the server as it is run. */
-export const SERVER_NODE_FLAGS = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'))
-  .scripts.start.match(/node ((?:--\S+ )*)dist\/server\.js/)[1].trim().split(/\s+/).filter(Boolean)
+/** The node flags `npm start` gives the server (scripts/server-flags.js), so the bench measures the server as it is run. */
+export const SERVER_NODE_FLAGS = serverNodeFlags()
 
 /**
  * Starts `node dist/server.js` on 127.0.0.1 in a process group of its own, waits for /healthz, and returns

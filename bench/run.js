@@ -317,8 +317,9 @@ status (the one filters figure that missed its target: 39.6 → 9.9–12.4 ms).
 const SERVER_MEMORY_N24 = `## 2026-12-07, morning: the server's memory on Node 24, and what is left in a worker's start
 
 **Server peak RSS on Node 24: 134–135 MB → 112–113 MB (target ≤ 120 MB).** \`npm start\` now runs the server with
-\`--optimize-for-size --no-maglev\` besides its heap limits; workers do not inherit them (src/jobs/scheduler.ts,
-\`SERVER_MEMORY_FLAG\`), so their compute and start are what they were. Where the memory went: /proc/self/smaps of
+the flags scripts/server-flags.js prints: the heap limits as before and, on Node ≥ 22, \`--optimize-for-size
+--no-maglev\`; workers do not inherit them (src/jobs/scheduler.ts, \`SERVER_MEMORY_FLAG\`), so their compute and
+start are what they were. Where the memory went: /proc/self/smaps of
 the server every 2 s through the server bench (100 000 jobs, the list requests, 32 s of autocannon), same flags on both:
 
 | mappings (RSS, MB) | Node 20 start → end | Node 24 start → end | Node 24 with the new flags |
@@ -337,6 +338,12 @@ server bench each: none 134, 135, 135, 135 MB (148 with the sampling hook loaded
 GET /api/jobs under autocannon idle → 2 workers 25.6 → 22.9 and 23.8 → 26.0 ms (without: 17.8 → 24.5, 21.6 → 15.7,
 39 → 26.4 ms), 1100–1400 requests/s either way; server CPU per sequential first page 1.1 ms (1.55 without); server
 CPU per tiny job in the throughput bench 14.3 ms (14.6 without, yesterday). Within the run-to-run spread of this host.
+On Node 20 the same flags cost latency, six server benches with them against three without, the same morning: p99
+of GET /api/jobs under autocannon idle 16.8–35.6 ms (without: 17.6–23.9), while 2 workers compute 18.2–44.4 ms
+(19.5–28.6), and the sequential first page's p99 while 2 workers compute 4.2–11.7 ms, over the 10 ms target in 2 of
+6 (6.2–8.6), for a few MB of memory it does not need (91–96 MB with them, 95–98 without). So Node 20 keeps the heap
+limits only. Also measured on Node 24, peak RSS: \`--heap-growing-percent=30\` or \`=10\` with
+\`--no-maglev\` 123 and 135 MB (the growth is not the heap's growing factor alone).
 
 **Worker start: what is left.** CPU profile of 5 whole tiny-job workers (Node 24, \`--cpu-prof\` at 200 µs): ~96 ms of
 sampled JavaScript per worker, against ~24 ms for an empty forked Node process (mostly compiling the modules of its

@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { freePort, ROOT, waitFor } from './fixtures/helpers.js'
+import { freePort, npmStartFlags, ROOT, waitFor } from './fixtures/helpers.js'
 
 t.test('`npm start`, as the README says, builds and serves /healthz and the dashboard; Ctrl+C stops it cleanly', async (t) => {
   const port = await freePort()
@@ -29,12 +29,25 @@ t.test('`npm start`, as the README says, builds and serves /healthz and the dash
   const page = await fetch(`${url}/`)
   t.equal(page.status, 200, 'dashboard 200')
   t.match(await page.text(), /Start job/, 'the page has the Start job button')
+  // npm's shell ran scripts/server-flags.js (`exec` makes the server npm's own child): this Node version's flags.
+  const server = childrenOf(proc.pid!).find((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('dist/server.js'))
+  t.ok(server, "the server is npm's child")
+  const argv = readFileSync(`/proc/${server}/cmdline`, 'utf8').split('\0').filter(Boolean)
+  t.same(argv.slice(1), [...npmStartFlags(), 'dist/server.js'], `the server runs with ${argv.slice(1, -1).join(' ')}`)
   // Ctrl+C in a terminal signals the whole foreground group: npm, the server and its workers.
   const exited = once(proc, 'exit')
   process.kill(-proc.pid!, 'SIGINT')
   await exited
   t.match(output, /"msg":"stopped"/, 'the server shut down gracefully')
   t.notMatch(output, /shutdown (failed|took too long)/, 'without a forced exit')
+})
+
+t.test("the server's Node flags: heap limits on every version, and on Node >= 22 the two that keep its memory within 120 MB", async (t) => {
+  const heap = ['--max-semi-space-size=2', '--max-old-space-size=128']
+  t.same(npmStartFlags('20.11.0'), heap, 'Node 20: the heap limits only (--optimize-for-size costs latency there, and memory is within target)')
+  t.same(npmStartFlags('22.1.0'), [...heap, '--optimize-for-size', '--no-maglev'], 'Node 22')
+  t.same(npmStartFlags('v24.22.3'), [...heap, '--optimize-for-size', '--no-maglev'], 'Node 24, with the v of process.version')
+  t.throws(() => npmStartFlags('latest'), 'not a version: the script fails rather than print nothing')
 })
 
 t.test('an invalid setting is a clear message and exit code 1', async (t) => {

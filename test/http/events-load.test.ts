@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { migrate, openDb } from '../../src/db.js'
 import { createJobStore } from '../../src/jobs/store.js'
-import { freePort, ROOT, waitFor } from '../fixtures/helpers.js'
+import { freePort, npmStartFlags, ROOT, waitFor } from '../fixtures/helpers.js'
 
 const JOBS = 5000
 const CLIENTS = 40
@@ -40,8 +40,7 @@ t.test(`${CLIENTS} stream clients replaying ${JOBS} jobs without reading leave t
 
   const port = await freePort()
   // The memory flags `npm start` uses (package.json).
-  const start = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).scripts.start as string
-  const flags = start.match(/node ((?:--\S+ )*)dist\/server\.js/)?.[1]?.trim().split(/\s+/) ?? []
+  const flags = npmStartFlags()
   t.ok(flags.includes('--max-old-space-size=128'), `npm start's flags: ${flags.join(' ')}`)
   const proc = spawn(process.execPath, [...flags, join(ROOT, 'dist/server.js')], {
     cwd: dir,
