@@ -334,14 +334,14 @@ further under load than Node 20's, and its mid-tier compiler (Maglev) adds ~8 MB
 server bench each: none 134, 135, 135, 135 MB (148 with the sampling hook loaded); \`--v8-pool-size=1\` 135;
 \`--no-maglev --v8-pool-size=1\` 125; \`--max-semi-space-size=1 --no-maglev --no-concurrent-recompilation\` 125;
 \`--optimize-for-size\` 120; \`--max-old-space-size=64\` instead of 128: 133; **\`--optimize-for-size --no-maglev\` 113,
-112, 113**. Node 20 with the same flags: 94–96 MB (98–99 without). What they cost, Node 24, same session: p99 of
+112, 113**. Node 20 with the same flags: 91–96 MB (95–99 without). What they cost, Node 24, same session: p99 of
 GET /api/jobs under autocannon idle → 2 workers 25.6 → 22.9 and 23.8 → 26.0 ms (without: 17.8 → 24.5, 21.6 → 15.7,
 39 → 26.4 ms), 1100–1400 requests/s either way; server CPU per sequential first page 1.1 ms (1.55 without); server
 CPU per tiny job in the throughput bench 14.3 ms (14.6 without, yesterday). Within the run-to-run spread of this host.
 On Node 20 the same flags cost latency, six server benches with them against three without, the same morning: p99
 of GET /api/jobs under autocannon idle 16.8–35.6 ms (without: 17.6–23.9), while 2 workers compute 18.2–44.4 ms
 (19.5–28.6), and the sequential first page's p99 while 2 workers compute 4.2–11.7 ms, over the 10 ms target in 2 of
-6 (6.2–8.6), for a few MB of memory it does not need (91–96 MB with them, 95–98 without). So Node 20 keeps the heap
+6 (6.2–8.6), for a few MB of memory it does not need (91–96 MB with them, 95–99 without). So Node 20 keeps the heap
 limits only. Also measured on Node 24, peak RSS: \`--heap-growing-percent=30\` or \`=10\` with
 \`--no-maglev\` 123 and 135 MB (the growth is not the heap's growing factor alone).
 

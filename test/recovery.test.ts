@@ -1,7 +1,7 @@
 /**
- * Crash recovery with real processes: the built server (dist/server.js, as `npm start` runs it), its forked
- * workers and one SQLite file. Every test kills something, restarts, and checks that the job ends with the
- * answer an uninterrupted run gives, bit for bit, and that the database is intact.
+ * Crash recovery with real processes: the built server (dist/server.js, as `npm start` runs it less its memory
+ * flags), its forked workers and one SQLite file. Every test kills something, restarts, and checks that the job
+ * ends with the answer an uninterrupted run gives, bit for bit, and that the database is intact.
  */
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -33,7 +33,9 @@ t.test('`npm start`, as the README says, builds and serves /healthz and the dash
   const server = childrenOf(proc.pid!).find((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('dist/server.js'))
   t.ok(server, "the server is npm's child")
   const argv = readFileSync(`/proc/${server}/cmdline`, 'utf8').split('\0').filter(Boolean)
-  t.same(argv.slice(1), [...npmStartFlags(), 'dist/server.js'], `the server runs with ${argv.slice(1, -1).join(' ')}`)
+  // The flags of the Node that npm's shell found on PATH, which the server runs on.
+  const version = execFileSync(`/proc/${server}/exe`, ['-p', 'process.versions.node'], { encoding: 'utf8' }).trim()
+  t.same(argv.slice(1), [...npmStartFlags(version), 'dist/server.js'], `Node ${version}: the server runs with ${argv.slice(1, -1).join(' ')}`)
   // Ctrl+C in a terminal signals the whole foreground group: npm, the server and its workers.
   const exited = once(proc, 'exit')
   process.kill(-proc.pid!, 'SIGINT')
@@ -48,6 +50,14 @@ t.test("the server's Node flags: heap limits on every version, and on Node >= 22
   t.same(npmStartFlags('22.1.0'), [...heap, '--optimize-for-size', '--no-maglev'], 'Node 22')
   t.same(npmStartFlags('v24.22.3'), [...heap, '--optimize-for-size', '--no-maglev'], 'Node 24, with the v of process.version')
   t.throws(() => npmStartFlags('latest'), 'not a version: the script fails rather than print nothing')
+  // npm start's shell fragment that reads the flags, run as npm runs it, with code preloaded through NODE_OPTIONS
+  // that prints to stdout: what it prints must not reach the server's command line.
+  const start = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start
+  const read = start.slice(0, start.indexOf(' && exec '))
+  const dir = t.testdir({ 'chatty.cjs': "process.stdout.write('--inspect-brk chatty.js ')\n" })
+  const printed = execFileSync('sh', ['-c', `${read} && echo "$flags"`], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: `--require ${join(dir, 'chatty.cjs')}` } })
+  t.same(printed.trim().split(/\s+/), npmStartFlags(), 'NODE_OPTIONS does not reach the flags script')
+  t.throws(() => execFileSync('sh', ['-c', `${read.replace('scripts/server-flags.js', 'scripts/server-flags.js not-a-version')} && echo started`], { cwd: ROOT, stdio: 'pipe' }), 'a failing flags script stops npm start before the server runs')
 })
 
 t.test('an invalid setting is a clear message and exit code 1', async (t) => {

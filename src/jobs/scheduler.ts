@@ -64,10 +64,10 @@ export function workerCompileCacheEnv (env: NodeJS.ProcessEnv = process.env): No
  * The server's own memory flags (`npm start`, scripts/server-flags.js): a heap limit and young generation sized for
  * the server, and on Node >= 22 two that keep it within its 120 MB under load (`--optimize-for-size`: V8 grows the
  * heap less; `--no-maglev`: no memory for the mid-tier compiler; docs/benchmarks.md, "2026-12-07, morning"). A
- * worker does not inherit them: at n = 2000 it needs a larger heap, and its compute is measured with V8's defaults.
- * V8 spells a flag with '-' or '_' alike.
+ * worker does not inherit them: at n = 2000 it needs a larger heap, and its compute is measured without them.
+ * V8 spells a flag with '-' or '_' alike, and a negation as --no-, --no_ or --no.
  */
-const SERVER_MEMORY_FLAG = /^--(max[-_]old[-_]space[-_]size|max[-_]semi[-_]space[-_]size|optimize[-_]for[-_]size|no[-_]maglev)(=|$)/
+const SERVER_MEMORY_FLAG = /^--(max[-_]old[-_]space[-_]size|max[-_]semi[-_]space[-_]size|optimize[-_]for[-_]size|no[-_]?maglev)(=|$)/
 
 /**
  * Node flags of a worker. A smaller young generation: the product allocates row arrays that die young, and V8's

@@ -39,7 +39,7 @@ t.test(`${CLIENTS} stream clients replaying ${JOBS} jobs without reading leave t
   db.close()
 
   const port = await freePort()
-  // The memory flags `npm start` uses (package.json).
+  // The memory flags `npm start` uses (scripts/server-flags.js).
   const flags = npmStartFlags()
   t.ok(flags.includes('--max-old-space-size=128'), `npm start's flags: ${flags.join(' ')}`)
   const proc = spawn(process.execPath, [...flags, join(ROOT, 'dist/server.js')], {

@@ -367,7 +367,7 @@ t.test("a worker is forked without the server's memory flags (npm start's) and w
   for (const flag of serverFlags) t.notOk(forked.includes(flag), `${flag} is the server's, not the worker's`)
   t.ok(forked.includes('--max-semi-space-size=4') && forked.includes('--expose-gc') && forked.includes('--single-threaded'), "the worker's own flags")
   t.ok(forked.includes('--trace-warnings'), 'any other flag of the server is inherited')
-  t.same(workerExecArgv(['--max_old_space_size=64', '--no_maglev', '--optimize_for_size', '--no-maglev-inlining']), ['--no-maglev-inlining', '--max-semi-space-size=4', '--expose-gc', '--single-threaded'], 'the underscore spelling too, and only whole flags')
+  t.same(workerExecArgv(['--max_old_space_size=64', '--no_maglev', '--nomaglev', '--optimize_for_size', '--no-maglev-inlining', '--max-old-space-size-percentage=50']), ['--no-maglev-inlining', '--max-old-space-size-percentage=50', '--max-semi-space-size=4', '--expose-gc', '--single-threaded'], 'the other spellings V8 accepts too, and only whole flags')
 })
 
 t.test('on SQLite workers get no database URL, not even one the server inherited', async (t) => {
