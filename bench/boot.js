@@ -8,7 +8,7 @@ import { fork } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { chooseWorkerEntry, inheritedEnv, WORKER_ENTRY, workerCompileCacheEnv, workerExecArgv } from '../dist/jobs/scheduler.js'
+import { chooseWorkerEntry, inheritedEnv, WORKER_ENTRY, workerCompileCacheEnv, workerExecArgv, workerNeedsExtraCaCerts } from '../dist/jobs/scheduler.js'
 import { isMain, loadavg, median, openStore, own, pct, procKb, report, round, sleep, tempDir } from './lib.js'
 
 const newJob = (n, steps) => ({
@@ -28,7 +28,7 @@ const USAGE_HOOK = `process.on('exit', () => {
 let hookFile = ''
 
 /** What a worker inherits from a server on SQLite with the built-in job types (the empty process gets the same). */
-const WORKER_BASE_ENV = inheritedEnv({ databaseUrl: undefined }, {})
+const WORKER_BASE_ENV = inheritedEnv(workerNeedsExtraCaCerts({ databaseUrl: undefined }, {}))
 
 /** The worker the scheduler forks. */
 const CHOSEN = chooseWorkerEntry()

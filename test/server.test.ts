@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { freePort, npmStartFlags, ROOT, waitFor } from './fixtures/helpers.js'
+import { freePort, npmStartFlags, npmStartScript, ROOT, waitFor } from './fixtures/helpers.js'
 
 t.test('`npm start`, as the README says, builds and serves /healthz and the dashboard; Ctrl+C stops it cleanly', async (t) => {
   const port = await freePort()
@@ -52,7 +52,7 @@ t.test("the server's Node flags: heap limits on every version, and on Node >= 22
   t.throws(() => npmStartFlags('latest'), 'not a version: the script fails rather than print nothing')
   // npm start's shell fragment that reads the flags, run as npm runs it, with code preloaded through NODE_OPTIONS
   // that prints to stdout: what it prints must not reach the server's command line.
-  const start = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start
+  const start = npmStartScript()
   const read = start.slice(0, start.indexOf(' && exec '))
   const dir = t.testdir({ 'chatty.cjs': "process.stdout.write('--inspect-brk chatty.js ')\n" })
   const printed = execFileSync('sh', ['-c', `${read} && echo "$flags"`], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: `--require ${join(dir, 'chatty.cjs')}` } })

@@ -105,10 +105,13 @@ export function workerNeedsExtraCaCerts (
   return config.databaseUrl !== undefined || Object.keys(jobTypeModules).length > 0 || preloads
 }
 
-/** The part of the server's environment a worker inherits (the scheduler adds its NONSTOP_* settings to it). */
-export function inheritedEnv (config: Pick<Config, 'databaseUrl'>, jobTypeModules: Readonly<Record<string, string>>, env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+/**
+ * The part of the server's environment a worker inherits (the scheduler adds its NONSTOP_* settings to it), given
+ * `workerNeedsExtraCaCerts`, which the scheduler decides once.
+ */
+export function inheritedEnv (keepExtraCaCerts: boolean, env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   const inherited = { ...env }
-  if (!workerNeedsExtraCaCerts(config, jobTypeModules, env)) delete inherited.NODE_EXTRA_CA_CERTS
+  if (!keepExtraCaCerts) delete inherited.NODE_EXTRA_CA_CERTS
   return inherited
 }
 
@@ -218,7 +221,8 @@ export function createScheduler ({ store, config, log, nodeId = config.nodeId, w
     workerEntry = chosen.entry
     if (!chosen.bundled && WORKER_ENTRY.endsWith('.js')) log.warn({ why: chosen.why }, 'forking the plain worker module, not the bundle: each worker starts with more CPU')
   }
-  if (process.env.NODE_EXTRA_CA_CERTS && !workerNeedsExtraCaCerts(config, jobTypeModules)) log.info('workers start without NODE_EXTRA_CA_CERTS: on SQLite, with only the built-in job types and no preloaded code, none opens a TLS connection')
+  const keepExtraCaCerts = workerNeedsExtraCaCerts(config, jobTypeModules)
+  if (process.env.NODE_EXTRA_CA_CERTS && !keepExtraCaCerts) log.info('workers start without NODE_EXTRA_CA_CERTS: on SQLite, with only the built-in job types and no preloaded code, none opens a TLS connection')
   const sweepEvery = sweepIntervalMs ?? Math.min(1000, Math.max(TICK_MS, Math.round(config.leaseMs / 4)))
   const membership = createNodeMembership({ store, nodeId, log, boot: givenBoot, leaseMs: config.leaseMs })
   const children = new Map<string, Child>()
@@ -294,7 +298,7 @@ export function createScheduler ({ store, config, log, nodeId = config.nodeId, w
   function spawnWorker (): Child {
     const token = randomBytes(8).toString('hex')
     const env: NodeJS.ProcessEnv = {
-      ...inheritedEnv(config, jobTypeModules),
+      ...inheritedEnv(keepExtraCaCerts),
       ...workerCompileCacheEnv(),
       [WORKER_ENV.dbPath]: config.dbPath,
       [WORKER_ENV.leaseMs]: String(config.leaseMs),
