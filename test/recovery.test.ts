@@ -72,6 +72,8 @@ t.test('server and workers killed together → restart → resumed from the chec
   const { body: created } = await api(first.url, '/api/jobs', { body: params })
   await waitFor(async () => (await job(first.url, created.id)).step > 300, 60_000, 'step 300')
   const db = openDb(env.DB_PATH)
+  // On a fast CPU step 300 can come before the first checkpoint (CHECKPOINT_MS after the start).
+  await waitFor(() => db.prepare('SELECT 1 FROM checkpoints WHERE job_id = ?').get(created.id) !== undefined, 30_000, 'a first checkpoint')
   const stepNow = () => db.prepare('SELECT step FROM jobs WHERE id = ?').pluck().get(created.id) as number
   // The rate just before the kill, to turn "one checkpoint interval" into steps.
   const t1 = Date.now()
